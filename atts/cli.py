@@ -1,0 +1,98 @@
+"""The ``atts`` command.
+
+    atts run --config CFG          calibrate (if the calibration file is missing) and
+                                   evaluate, on one set of servers; prints the summary
+    atts calibrate --config CFG    = python -m atts.calibrate
+    atts evaluate --config CFG     = python -m atts.evaluate
+    atts servers start|stop ...    = python -m atts.servers
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+
+def run_guarded(body) -> int:
+    """Run a command body: user errors print one clear line and exit 2, Ctrl-C exits 130
+    (servers started by the command are stopped by their context managers on the way)."""
+    from atts.config import ConfigError
+    from atts.conformal import CalibrationError
+    from atts.data import DatasetError
+    from atts.engines import EngineError
+    from atts.servers import ServerError
+    from atts.session import UserError
+    from atts.store import RunMismatch
+
+    try:
+        return body()
+    except (ConfigError, CalibrationError, DatasetError, RunMismatch, UserError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ServerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except EngineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
+    except KeyboardInterrupt:
+        print("interrupted: stopped cleanly; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    from atts.calibrate import calibrate_async, describe, policy_params
+    from atts.evaluate import config_from_args, evaluate_async, format_summary
+    from atts.policies import POLICIES
+    from atts.session import build_roles, check_reachable, close_roles, servers_for
+
+    def body():
+        cfg = config_from_args(args)
+        cal_path = Path(args.calibration) if args.calibration else cfg.calibration_path
+        needs_cal = POLICIES[cfg.policy.name].needs_calibration
+
+        async def go():
+            with servers_for(cfg) as urls:
+                roles = build_roles(cfg, urls)
+                try:
+                    await check_reachable(roles)
+                    if needs_cal and (args.recalibrate or not cal_path.exists()):
+                        cal = await calibrate_async(cfg, roles, progress=not args.no_progress)
+                        cal.save(cal_path)
+                        print(describe(cal, policy_params(cfg).alpha), file=sys.stderr)
+                    return await evaluate_async(cfg, roles, calibration=cal_path, force=args.force,
+                                                progress=not args.no_progress, command=sys.argv)
+                finally:
+                    await close_roles(roles)
+
+        s = asyncio.run(go())
+        print(f"summary ({Path(cfg.output_dir) / 'summary.json'}):")
+        print(format_summary(s))
+        return 0 if s["n_failed"] == 0 else 1
+
+    return run_guarded(body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="atts", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    from atts.evaluate import add_eval_args
+
+    r = sub.add_parser("run", help="calibrate if needed, then evaluate, on one set of servers")
+    add_eval_args(r)
+    r.add_argument("--recalibrate", action="store_true", help="calibrate even if the file exists")
+    for name in ("calibrate", "evaluate", "servers"):
+        sub.add_parser(name, add_help=False, help=f"see python -m atts.{name} --help")
+    if argv and argv[0] in ("calibrate", "evaluate", "servers"):
+        import importlib
+
+        return importlib.import_module(f"atts.{argv[0]}").main(argv[1:])
+    args = ap.parse_args(argv)
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""YAML run configuration, validated into frozen dataclasses.
+
+Every key is checked: an unknown key or a value of the wrong type or range is a
+`ConfigError` naming the dotted key (``chunking.max_turns: expected int, got 'x'``).
+Policy parameters are validated by the policy's own parameter class
+(`atts.policies.POLICIES`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user error in a config file or override; the message names the key."""
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str  # local path or hub id
+    tokenizer: str | None = None  # defaults to `model`
+    launch: bool = False  # start the server ourselves
+    urls: tuple[str, ...] = ()  # or use running servers (several: requests are balanced)
+    device: Literal["cpu", "cuda"] = "cpu"
+    tp: int = 1
+    gpu_ids: str | None = None
+    mem_fraction_static: float | None = None
+    dtype: str | None = None
+    context_length: int | None = None
+    max_total_tokens: int | None = None
+    extra_args: tuple[str, ...] = ()
+    max_concurrency: int = 16
+    timeout_s: float = 120.0
+    retries: int = 4
+
+    def server_spec(self, role: str):
+        from atts.servers import ServerSpec
+
+        return ServerSpec(role=role, model_path=self.model, device=self.device, tp=self.tp, gpu_ids=self.gpu_ids,
+                          mem_fraction_static=self.mem_fraction_static, dtype=self.dtype,
+                          context_length=self.context_length, max_total_tokens=self.max_total_tokens,
+                          extra_args=self.extra_args)
+
+    def validate(self, key: str) -> None:
+        if not self.launch and not self.urls:
+            raise ConfigError(f"{key}: set `launch: true` or give `urls`")
+        for u in self.urls:
+            if not u.startswith(("http://", "https://")):
+                raise ConfigError(f"{key}.urls: {u!r} is not an http(s) URL")
+        _positive(f"{key}.max_concurrency", self.max_concurrency)
+        _positive(f"{key}.tp", self.tp)
+        if self.retries < 0:
+            raise ConfigError(f"{key}.retries: must be >= 0")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    split: str = "test"
+    preset: str | None = None  # a named subset, e.g. the research code's
+    limit: int | None = None  # first N questions
+    source: Literal["auto", "local", "hub"] = "auto"
+    data_dir: str | None = None  # local JSONL directory (default: $ATTS_DATA_DIR, then ../shared/datasets)
+    size: int | None = None  # generated datasets (arith): questions in the split
+    seed: int = 0  # choice shuffling (GPQA), generated datasets
+
+    def validate(self, key: str) -> None:
+        from atts.data import DATASETS
+
+        if self.name not in DATASETS:
+            raise ConfigError(f"{key}.name: unknown dataset {self.name!r}; known: {', '.join(sorted(DATASETS))}")
+        if self.limit is not None:
+            _positive(f"{key}.limit", self.limit)
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    stop: tuple[str, ...] = ("\n\n",)
+    max_tokens_per_chunk: int = 500
+    max_turns: int = 15
+    token_budget: int = 8192
+
+    def validate(self, key: str) -> None:
+        for k in ("max_tokens_per_chunk", "max_turns", "token_budget"):
+            _positive(f"{key}.{k}", getattr(self, k))
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    draft_temperature: float = 0.8
+    target_temperature: float = 0.8
+    top_p: float = 1.0
+    seed: int = 0
+
+    def validate(self, key: str) -> None:
+        for k in ("draft_temperature", "target_temperature"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{key}.{k}: must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{key}.top_p: must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    path: str | None = None  # default: <output_dir>/calibration.json
+    split: str = "calibration"  # the paper's setting: the evaluated split itself
+    limit: int | None = None
+    samples_per_question: int | None = None  # default: the run's K
+    min_per_turn: int = 30  # per-turn grouping: later turns with fewer chunks reuse the last threshold
+
+    def validate(self, key: str) -> None:
+        _positive(f"{key}.min_per_turn", self.min_per_turn)
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    system: str | None = None
+    template: str | None = None  # with {problem} (and {choices} for multiple choice); default per dataset
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    name: str
+    params: Any  # the policy's own frozen parameter dataclass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    draft: ModelConfig
+    target: ModelConfig
+    dataset: DatasetConfig
+    policy: PolicyConfig
+    name: str = "run"
+    samples_per_question: int = 1
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    output_dir: str = "results/run"
+    server_start_timeout_s: float = 600.0
+    grading_workers: int = 2
+    source_path: str | None = field(default=None, compare=False)
+
+    def validate(self) -> None:
+        self.draft.validate("draft")
+        self.target.validate("target")
+        self.dataset.validate("dataset")
+        self.chunking.validate("chunking")
+        self.sampling.validate("sampling")
+        self.calibration.validate("calibration")
+        _positive("samples_per_question", self.samples_per_question)
+
+    @property
+    def calibration_path(self) -> Path:
+        return Path(self.calibration.path) if self.calibration.path else Path(self.output_dir) / "calibration.json"
+
+    def to_dict(self) -> dict:
+        d = _to_plain(self)
+        d.pop("source_path", None)
+        d["policy"] = {"name": self.policy.name, **_to_plain(self.policy.params)}
+        return d
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _to_plain(obj):
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def stable_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(_to_plain(obj), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _positive(key: str, v) -> None:
+    if v is None or v <= 0:
+        raise ConfigError(f"{key}: must be > 0, got {v!r}")
+
+
+def build(cls, data, key: str):
+    """Build dataclass ``cls`` from a mapping, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    for k in data:
+        if k not in names or k == "source_path":
+            where = f"{key}.{k}" if key else k
+            raise ConfigError(f"{where}: unknown key (allowed: {', '.join(sorted(names - {'source_path'}))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = coerce(hints[f.name], data[f.name], f"{key}.{f.name}" if key else f.name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}.{f.name}: required key missing" if key else f"{f.name}: required key missing")
+    return cls(**kwargs)
+
+
+def coerce(tp, value, key: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(a, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def parse_config(data: dict, source_path: str | None = None) -> RunConfig:
+    from atts.policies import POLICIES
+
+    if not isinstance(data, dict):
+        raise ConfigError("config: expected a mapping at the top level")
+    data = dict(data)
+    pol = data.pop("policy", None)
+    if not isinstance(pol, dict) or "name" not in pol:
+        raise ConfigError("policy: required, a mapping with at least `name`")
+    pol = dict(pol)
+    pname = pol.pop("name")
+    if pname not in POLICIES:
+        raise ConfigError(f"policy.name: unknown policy {pname!r}; known: {', '.join(sorted(POLICIES))}")
+    params = build(POLICIES[pname].Params, pol, "policy")
+    if hasattr(params, "validate"):
+        params.validate("policy")
+    data["policy"] = {"name": pname, "params": params}
+    cfg = build(RunConfig, data, "")
+    cfg = dataclasses.replace(cfg, source_path=source_path)
+    cfg.validate()
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {e}") from None
+    try:
+        return parse_config(data or {}, str(p))
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | None = None,
+                   samples_per_question: int | None = None, limit: int | None = None,
+                   output_dir: str | None = None, calibration: str | None = None) -> RunConfig:
+    """Apply command-line flags on top of a config (flags win), re-validating."""
+    d = cfg.to_dict()
+    if policy is not None and policy != d["policy"]["name"]:
+        from atts.policies import POLICIES
+
+        if policy not in POLICIES:
+            raise ConfigError(f"--policy: unknown policy {policy!r}; known: {', '.join(sorted(POLICIES))}")
+        # keep the parameters the new policy understands
+        keep = {f.name for f in dataclasses.fields(POLICIES[policy].Params)}
+        d["policy"] = {"name": policy, **{k: v for k, v in d["policy"].items() if k in keep}}
+    if alpha is not None:
+        if "alpha" not in {f.name for f in dataclasses.fields(_policy_params_cls(d["policy"]["name"]))}:
+            raise ConfigError(f"--alpha: policy {d['policy']['name']!r} has no alpha")
+        d["policy"]["alpha"] = alpha
+    if samples_per_question is not None:
+        d["samples_per_question"] = samples_per_question
+    if limit is not None:
+        d["dataset"]["limit"] = limit
+    if output_dir is not None:
+        d["output_dir"] = output_dir
+    if calibration is not None:
+        d["calibration"]["path"] = calibration
+    return parse_config(d, cfg.source_path)
+
+
+def _policy_params_cls(name: str):
+    from atts.policies import POLICIES
+
+    return POLICIES[name].Params

@@ -1,0 +1,268 @@
+"""Async client for SGLang's native API: chunk generation and token-exact chunk scoring.
+
+One `SGLangEngine` per role (draft, target). It holds one pooled HTTP client sized to
+its concurrency limit, a semaphore that bounds in-flight requests, retries with
+exponential backoff on connection errors, timeouts and 5xx, and validates every
+response: a malformed answer is an error, never a silently invented number.
+
+Scoring (the heart of ATTS) uses ``/generate`` with ``input_ids = prefix + chunk``,
+``max_new_tokens: 0``, ``return_logprob: true`` and ``logprob_start_len = P - 1`` where
+``P = len(prefix)``. SGLang then returns logprobs for positions P-1..end with the first
+entry null, so entries 1.. are exactly log p(chunk_i | prefix, chunk_<i), the chunk's
+first token included. PPL = exp(-mean logprob).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+
+class EngineError(RuntimeError):
+    """A request failed after its retries, or its response was malformed."""
+
+    def __init__(self, role: str, reason: str):
+        super().__init__(f"{role}: {reason}")
+        self.role = role
+        self.reason = reason
+
+
+class ContextOverflow(EngineError):
+    """The prompt plus the requested tokens exceed the model's context length."""
+
+
+@dataclass
+class RequestStats:
+    """Where the time of one logical request went (retries included)."""
+
+    kind: str  # generate | score
+    role: str
+    submitted: float  # wall-clock epoch seconds
+    queue_s: float = 0.0  # waiting for a concurrency slot
+    service_s: float = 0.0  # HTTP round trips, retries and backoff included
+    attempts: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    url: str = ""
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Generation:
+    text: str
+    token_ids: list[int]
+    finish: str  # "stop" (stop string), "eos", "length"
+    matched_stop: str | None
+    stats: RequestStats
+
+
+@dataclass
+class Scoring:
+    token_ids: list[int]
+    logprobs: list[float]
+    stats: RequestStats
+
+    @property
+    def mean_nll(self) -> float:
+        return -sum(self.logprobs) / len(self.logprobs)
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.mean_nll)
+
+
+@dataclass
+class EngineSettings:
+    urls: tuple[str, ...]
+    max_concurrency: int = 16
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 10.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    backoff_max_s: float = 8.0
+
+
+_RETRY_STATUS = {500, 502, 503, 504, 429}
+
+
+@dataclass
+class SGLangEngine:
+    role: str
+    settings: EngineSettings
+    context_length: int | None = None
+    _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+    _sem: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
+    _rr: itertools.cycle | None = field(default=None, init=False, repr=False)
+    counters: dict = field(default_factory=lambda: {"requests": 0, "retries": 0, "failures": 0}, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.settings.urls:
+            raise ValueError(f"{self.role}: no server URL")
+        self._rr = itertools.cycle(self.settings.urls)
+
+    # -- lifecycle
+    async def __aenter__(self) -> "SGLangEngine":
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    def _open(self) -> None:
+        if self._client is None:
+            s = self.settings
+            limits = httpx.Limits(max_connections=s.max_concurrency + 4, max_keepalive_connections=s.max_concurrency + 4)
+            timeout = httpx.Timeout(s.timeout_s, connect=s.connect_timeout_s)
+            self._client = httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+            self._sem = asyncio.Semaphore(s.max_concurrency)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def model_info(self) -> dict:
+        self._open()
+        url = next(self._rr)
+        try:
+            r = await self._client.get(url + "/get_model_info", timeout=10.0)
+            r.raise_for_status()
+            return r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            raise EngineError(self.role, f"{url} unreachable: {type(e).__name__}: {e}") from e
+
+    # -- the two operations
+    async def generate(self, input_ids: list[int], *, max_new_tokens: int, stop: list[str] | None = None,
+                       temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> Generation:
+        """Sample up to ``max_new_tokens`` after ``input_ids``. The returned text and
+        token ids include a matched stop string (``no_stop_trim``), so chunks
+        concatenate exactly; an end-of-sequence token is dropped (finish ``eos``)."""
+        if self.context_length and len(input_ids) + 1 > self.context_length:
+            raise ContextOverflow(self.role, f"prompt of {len(input_ids)} tokens fills the context ({self.context_length})")
+        if self.context_length:
+            max_new_tokens = min(max_new_tokens, self.context_length - len(input_ids))
+        params = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                  "no_stop_trim": True, "skip_special_tokens": True}
+        if stop:
+            params["stop"] = list(stop)
+        if seed is not None:
+            params["sampling_seed"] = int(seed) % (2**31)
+        stats = RequestStats("generate", self.role, time.time(), prompt_tokens=len(input_ids))
+        body = await self._post({"input_ids": input_ids, "sampling_params": params}, stats)
+        meta = body.get("meta_info")
+        ids = body.get("output_ids")
+        text = body.get("text")
+        if not isinstance(meta, dict) or not isinstance(ids, list) or not isinstance(text, str):
+            raise EngineError(self.role, "malformed generate response (missing text, output_ids or meta_info)")
+        fr = meta.get("finish_reason") or {}
+        kind = fr.get("type") if isinstance(fr, dict) else None
+        matched = fr.get("matched") if isinstance(fr, dict) else None
+        if kind == "stop":
+            finish = "stop" if isinstance(matched, str) else "eos"
+            if finish == "eos" and ids and isinstance(matched, int) and ids[-1] == matched:
+                ids = ids[:-1]  # the end-of-sequence token is not part of the chunk
+        elif kind == "length":
+            finish = "length"
+        elif kind == "abort":
+            msg = fr.get("message", "aborted")
+            if "context" in str(msg).lower() or "too long" in str(msg).lower():
+                raise ContextOverflow(self.role, str(msg))
+            raise EngineError(self.role, f"generation aborted: {msg}")
+        else:
+            raise EngineError(self.role, f"malformed generate response (finish_reason {fr!r})")
+        stats.output_tokens = len(ids)
+        stats.cached_tokens = int(meta.get("cached_tokens") or 0)
+        return Generation(text, [int(t) for t in ids], finish, matched if finish == "stop" else None, stats)
+
+    async def score(self, prefix_ids: list[int], chunk_ids: list[int]) -> Scoring:
+        """Exact logprobs of ``chunk_ids`` after ``prefix_ids``, first token included."""
+        if not prefix_ids or not chunk_ids:
+            raise ValueError("score needs a non-empty prefix and chunk")
+        ids = list(prefix_ids) + list(chunk_ids)
+        if self.context_length and len(ids) > self.context_length:
+            raise ContextOverflow(self.role, f"scoring input of {len(ids)} tokens exceeds the context ({self.context_length})")
+        p = len(prefix_ids)
+        stats = RequestStats("score", self.role, time.time(), prompt_tokens=len(ids))
+        body = await self._post({"input_ids": ids, "sampling_params": {"max_new_tokens": 0},
+                                 "return_logprob": True, "logprob_start_len": p - 1}, stats)
+        meta = body.get("meta_info")
+        entries = meta.get("input_token_logprobs") if isinstance(meta, dict) else None
+        if not isinstance(entries, list) or len(entries) != len(chunk_ids) + 1:
+            got = len(entries) if isinstance(entries, list) else None
+            raise EngineError(self.role, f"malformed score response: expected {len(chunk_ids) + 1} input_token_logprobs, got {got}")
+        logprobs: list[float] = []
+        for want, entry in zip(chunk_ids, entries[1:]):
+            if not isinstance(entry, (list, tuple)) or len(entry) < 2 or entry[0] is None:
+                raise EngineError(self.role, f"malformed score response: bad logprob entry {entry!r}")
+            lp, tok = float(entry[0]), int(entry[1])
+            # SGLang reports ids >= vocab_size - 1 as 0 (its clip of multimodal hash ids,
+            # `x < vocab_size - 1`); the logprob itself is that of the sent token.
+            if (tok != want and tok != 0) or not math.isfinite(lp):
+                raise EngineError(self.role, f"malformed score response: token {tok} != {want} or logprob {lp}")
+            logprobs.append(lp)
+        stats.cached_tokens = int(meta.get("cached_tokens") or 0)
+        return Scoring(list(chunk_ids), logprobs, stats)
+
+    # -- transport
+    async def _post(self, payload: dict, stats: RequestStats) -> dict:
+        self._open()
+        t_queue = time.perf_counter()
+        async with self._sem:
+            t0 = time.perf_counter()
+            stats.queue_s = t0 - t_queue
+            try:
+                return await self._post_with_retries(payload, stats)
+            finally:
+                stats.service_s = time.perf_counter() - t0
+
+    async def _post_with_retries(self, payload: dict, stats: RequestStats) -> dict:
+        s = self.settings
+        last = "no attempt"
+        for attempt in range(s.retries + 1):
+            url = next(self._rr)
+            stats.attempts = attempt + 1
+            stats.url = url
+            self.counters["requests"] += 1
+            try:
+                r = await self._client.post(url + "/generate", json=payload)
+                if r.status_code in _RETRY_STATUS:
+                    last = f"HTTP {r.status_code} from {url}"
+                elif r.status_code == 400 and _looks_like_overflow(r.text):
+                    raise ContextOverflow(self.role, r.text[:300])
+                elif r.status_code >= 400:
+                    raise EngineError(self.role, f"HTTP {r.status_code} from {url}: {r.text[:300]}")
+                else:
+                    try:
+                        body = r.json()
+                    except ValueError:
+                        last = f"invalid JSON from {url}"
+                    else:
+                        if isinstance(body, dict):
+                            if "meta_info" not in body:
+                                last = f"response without meta_info from {url}"
+                            else:
+                                return body
+                        else:
+                            last = f"unexpected response type from {url}"
+            except (httpx.TransportError, httpx.DecodingError) as e:
+                last = f"{type(e).__name__} from {url}: {e}"
+            if attempt < s.retries:
+                self.counters["retries"] += 1
+                delay = min(s.backoff_max_s, s.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
+                await asyncio.sleep(delay)
+        self.counters["failures"] += 1
+        raise EngineError(self.role, f"gave up after {s.retries + 1} attempts: {last}")
+
+
+def _looks_like_overflow(text: str) -> bool:
+    t = text.lower()
+    return "context length" in t or "too long" in t or "maximum context" in t or "exceeds" in t

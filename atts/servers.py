@@ -1,0 +1,340 @@
+"""SGLang server lifecycle: launch, wait for readiness, record, stop whole process trees.
+
+Used three ways:
+- embedded: ``with ServerGroup(specs, log_dir) as urls:`` starts the draft and target
+  servers on free ports, and stops them on exit, on errors and on Ctrl-C;
+- detached: ``python -m atts.servers start ...`` (what ``scripts/launch_sglang_servers.sh``
+  calls) starts them in the background, writes PID files and ``servers.json`` under the
+  log directory, prints one URL per line and returns;
+- ``python -m atts.servers stop`` (``scripts/stop_sglang_servers.sh``) stops them.
+
+No shell is involved: argv lists are passed to ``subprocess`` as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+DEFAULT_HOST = "127.0.0.1"
+CPU_FLAGS = ("--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph")
+
+
+class ServerError(RuntimeError):
+    """A server could not be started or stopped; the message carries its log tail."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    role: str
+    model_path: str
+    device: str = "cpu"  # cpu | cuda
+    host: str = DEFAULT_HOST
+    port: int | None = None  # None: a free port
+    tp: int = 1
+    gpu_ids: str | None = None  # "0" or "1,2" -> CUDA_VISIBLE_DEVICES
+    mem_fraction_static: float | None = None
+    dtype: str | None = None
+    context_length: int | None = None
+    max_total_tokens: int | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def argv(self, port: int) -> list[str]:
+        argv = [sys.executable, "-m", "sglang.launch_server", "--model-path", self.model_path,
+                "--host", self.host, "--port", str(port)]
+        if self.device == "cpu":
+            argv += list(CPU_FLAGS)
+            argv += ["--dtype", self.dtype or "float32"]
+            argv += ["--mem-fraction-static", str(self.mem_fraction_static or 0.1)]
+            argv += ["--max-total-tokens", str(self.max_total_tokens or 16384)]
+        else:
+            argv += ["--tp", str(self.tp), "--watchdog-timeout", "600"]
+            if self.dtype:
+                argv += ["--dtype", self.dtype]
+            if self.mem_fraction_static is not None:
+                argv += ["--mem-fraction-static", str(self.mem_fraction_static)]
+            if self.max_total_tokens:
+                argv += ["--max-total-tokens", str(self.max_total_tokens)]
+        if self.context_length:
+            argv += ["--context-length", str(self.context_length)]
+        return argv + list(self.extra_args)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.device == "cpu":
+            env["SGLANG_USE_CPU_ENGINE"] = "1"
+        if self.gpu_ids is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu_ids
+        return env
+
+
+@dataclass
+class RunningServer:
+    spec: ServerSpec
+    url: str
+    pid: int
+    log_path: Path
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def record(self) -> dict:
+        return {"role": self.spec.role, "url": self.url, "pid": self.pid, "pgid": self.pid,
+                "model_path": self.spec.model_path, "log": str(self.log_path)}
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def start_server(spec: ServerSpec, log_dir: Path) -> RunningServer:
+    """Start one server in its own process session (so that its whole tree can be
+    signalled), without waiting for readiness."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = spec.port or free_port(spec.host)
+    log_path = log_dir / f"{spec.role}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(spec.argv(port), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=spec.env(), start_new_session=True)
+    return RunningServer(spec, f"http://{spec.host}:{port}", proc.pid, log_path, proc)
+
+
+def _alive(server: RunningServer) -> bool:
+    if server.proc is not None:
+        return server.proc.poll() is None
+    try:
+        os.kill(server.pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def wait_ready(servers: list[RunningServer], timeout: float = 300.0) -> None:
+    """Poll ``/health`` until every server answers 200. A server that exits, or does not
+    come up within ``timeout``, raises ServerError with its log tail."""
+    deadline = time.monotonic() + timeout
+    pending = list(servers)
+    with httpx.Client(timeout=5.0, trust_env=False) as client:
+        while pending:
+            for s in list(pending):
+                if not _alive(s):
+                    raise ServerError(f"{s.spec.role} server exited during start-up; log {s.log_path}:\n"
+                                      f"{log_tail(s.log_path)}")
+                try:
+                    if client.get(s.url + "/health").status_code == 200:
+                        pending.remove(s)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                s = pending[0]
+                raise ServerError(f"{s.spec.role} server not ready after {timeout:.0f}s; log {s.log_path}:\n"
+                                  f"{log_tail(s.log_path)}")
+            if pending:
+                time.sleep(0.5)
+
+
+def _tree_pids(pid: int) -> list[int]:
+    try:
+        import psutil
+
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except Exception:
+        return []
+
+
+def stop_pid_tree(pid: int, grace: float = 15.0) -> None:
+    """SIGTERM the process group led by ``pid`` and every descendant, then SIGKILL what
+    is left after ``grace`` seconds."""
+    pids = [pid, *_tree_pids(pid)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline:
+            live = [p for p in pids if _pid_alive(p)]
+            if not live:
+                return
+            time.sleep(0.2)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_servers(servers: list[RunningServer]) -> None:
+    for s in servers:
+        stop_pid_tree(s.pid)
+        if s.proc is not None:
+            try:
+                s.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def write_records(servers: list[RunningServer], log_dir: Path, json_path: Path | None = None) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for s in servers:
+        (log_dir / f"{s.spec.role}.pid").write_text(f"{s.pid}\n")
+    payload = {s.spec.role: s.record() for s in servers}
+    for path in {log_dir / "servers.json", *( [json_path] if json_path else [])}:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+class ServerGroup:
+    """Context manager: launch servers together, wait for all, stop all on exit
+    (normal exit, exceptions and KeyboardInterrupt alike)."""
+
+    def __init__(self, specs: list[ServerSpec], log_dir: Path, timeout: float = 300.0,
+                 servers_json: Path | None = None):
+        self.specs = specs
+        self.log_dir = Path(log_dir)
+        self.timeout = timeout
+        self.servers_json = servers_json
+        self.servers: list[RunningServer] = []
+
+    def __enter__(self) -> dict[str, str]:
+        try:
+            for spec in self.specs:
+                self.servers.append(start_server(spec, self.log_dir))
+            write_records(self.servers, self.log_dir, self.servers_json)
+            wait_ready(self.servers, self.timeout)
+        except BaseException:
+            stop_servers(self.servers)
+            raise
+        return {s.spec.role: s.url for s in self.servers}
+
+    def __exit__(self, *exc) -> None:
+        stop_servers(self.servers)
+        for s in self.servers:
+            (self.log_dir / f"{s.spec.role}.pid").unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _specs_from_args(args) -> list[ServerSpec]:
+    if args.config:
+        from atts.config import load_config
+
+        cfg = load_config(args.config)
+        return [cfg.draft.server_spec("draft"), cfg.target.server_spec("target")]
+    if not (args.draft_model and args.target_model):
+        raise SystemExit("error: give --config CFG, or both --draft-model and --target-model")
+    device = args.device or ("cuda" if _has_cuda() else "cpu")
+    common = dict(device=device, host=args.host, mem_fraction_static=args.mem_fraction_static)
+    return [
+        ServerSpec("draft", args.draft_model, port=args.draft_port, tp=args.draft_tp, gpu_ids=args.draft_gpus, **common),
+        ServerSpec("target", args.target_model, port=args.target_port, tp=args.target_tp, gpu_ids=args.target_gpus, **common),
+    ]
+
+
+def _has_cuda() -> bool:
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m atts.servers", description="Start or stop the draft and target SGLang servers.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    st = sub.add_parser("start", help="start both servers in the background and print their URLs")
+    st.add_argument("--config", help="a YAML config (its draft/target sections)")
+    st.add_argument("--draft-model")
+    st.add_argument("--target-model")
+    st.add_argument("--draft-gpus", help="CUDA_VISIBLE_DEVICES for the draft, e.g. 0")
+    st.add_argument("--target-gpus", help="CUDA_VISIBLE_DEVICES for the target, e.g. 1,2")
+    st.add_argument("--draft-tp", type=int, default=1)
+    st.add_argument("--target-tp", type=int, default=1)
+    st.add_argument("--mem-fraction-static", type=float, default=None)
+    st.add_argument("--draft-port", type=int, default=None)
+    st.add_argument("--target-port", type=int, default=None)
+    st.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
+    st.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    st.add_argument("--timeout", type=float, default=600.0)
+    sp = sub.add_parser("stop", help="stop the servers recorded in the log directory")
+    for p in (st, sp):
+        p.add_argument("--log-dir", default="results/logs")
+    args = ap.parse_args(argv)
+    log_dir = Path(args.log_dir)
+
+    if args.cmd == "stop":
+        stopped = 0
+        for pid_file in sorted(log_dir.glob("*.pid")):
+            try:
+                pid = int(pid_file.read_text().strip())
+            except ValueError:
+                pid_file.unlink()
+                continue
+            stop_pid_tree(pid)
+            pid_file.unlink(missing_ok=True)
+            print(f"stopped {pid_file.stem} (pid {pid})", file=sys.stderr)
+            stopped += 1
+        if not stopped:
+            print(f"no servers recorded in {log_dir}", file=sys.stderr)
+        return 0
+
+    specs = _specs_from_args(args)
+    servers: list[RunningServer] = []
+    try:
+        for spec in specs:
+            servers.append(start_server(spec, log_dir))
+        write_records(servers, log_dir)
+        wait_ready(servers, args.timeout)
+    except (ServerError, KeyboardInterrupt) as e:
+        stop_servers(servers)
+        for s in servers:
+            (log_dir / f"{s.spec.role}.pid").unlink(missing_ok=True)
+        print(f"error: {e}" if isinstance(e, ServerError) else "interrupted", file=sys.stderr)
+        return 1
+    for s in servers:
+        print(s.url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
