@@ -125,7 +125,7 @@ async def _per_turn_scores(roles, chunking, questions, k, params: ATTSParams, mi
 
 async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, progress: bool = True) -> CalibrationFile:
     params = policy_params(cfg)
-    split = cfg.calibration.split
+    split = cfg.calibration.split or cfg.dataset.split
     questions = load_from_config(cfg.dataset, split=split, limit=limit or cfg.calibration.limit)
     k = cfg.calibration.samples_per_question or cfg.samples_per_question
     chunking = chunking_of(cfg)
@@ -175,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", help="calibration file (default: calibration.path, or <output_dir>/calibration.json)")
     ap.add_argument("--limit", type=int, help="first N calibration questions")
     ap.add_argument("--alpha", type=float)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     from atts.cli import run_guarded
 
     def body():
-        cfg = with_overrides(load_config(args.config), alpha=args.alpha)
+        cfg = with_overrides(load_config(args.config), alpha=args.alpha, sets=args.set)
         out = Path(args.output) if args.output else cfg.calibration_path
         cal = asyncio.run(_main_async(cfg, out, args.limit, not args.no_progress))
         print(describe(cal, policy_params(cfg).alpha))

@@ -26,6 +26,21 @@ class ConfigError(ValueError):
 
 # ----------------------------------------------------------------------------- sections
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_model(name: str) -> str:
+    """A model given as a relative path is looked up in the working directory, then in
+    the repository (so `models/tiny-draft` works from anywhere); anything else is
+    passed on as it is (a hub id)."""
+    p = Path(name).expanduser()
+    if p.is_absolute() or p.exists():
+        return str(p.resolve()) if p.exists() else name
+    if (REPO_ROOT / p).exists():
+        return str(REPO_ROOT / p)
+    return name
+
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -45,10 +60,18 @@ class ModelConfig:
     timeout_s: float = 120.0
     retries: int = 4
 
+    @property
+    def model_path(self) -> str:
+        return resolve_model(self.model)
+
+    @property
+    def tokenizer_path(self) -> str:
+        return resolve_model(self.tokenizer or self.model)
+
     def server_spec(self, role: str):
         from atts.servers import ServerSpec
 
-        return ServerSpec(role=role, model_path=self.model, device=self.device, tp=self.tp, gpu_ids=self.gpu_ids,
+        return ServerSpec(role=role, model_path=self.model_path, device=self.device, tp=self.tp, gpu_ids=self.gpu_ids,
                           mem_fraction_static=self.mem_fraction_static, dtype=self.dtype,
                           context_length=self.context_length, max_total_tokens=self.max_total_tokens,
                           extra_args=self.extra_args)
@@ -115,7 +138,7 @@ class SamplingConfig:
 @dataclass(frozen=True)
 class CalibrationConfig:
     path: str | None = None  # default: <output_dir>/calibration.json
-    split: str = "calibration"  # the paper's setting: the evaluated split itself
+    split: str | None = "calibration"  # null: the evaluated split itself (the paper's setting)
     limit: int | None = None
     samples_per_question: int | None = None  # default: the run's K
     min_per_turn: int = 30  # per-turn grouping: later turns with fewer chunks reuse the last threshold
@@ -286,25 +309,65 @@ def parse_config(data: dict, source_path: str | None = None) -> RunConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> RunConfig:
-    p = Path(path)
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(p: Path, seen: tuple = ()) -> dict:
+    """A config file; ``extends: other.yaml`` (relative to this file) merges this file's
+    keys over the other's, recursively."""
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
+    if p.resolve() in seen:
+        raise ConfigError(f"{p}: `extends` cycle")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{p}: extends: expected a file name")
+    return _deep_merge(_read_yaml(p.parent / parent, seen + (p.resolve(),)), data)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    p = Path(path)
+    data = _read_yaml(p)
     try:
-        return parse_config(data or {}, str(p))
+        return parse_config(data, str(p))
     except ConfigError as e:
         raise ConfigError(f"{p}: {e}") from None
 
 
 def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | None = None,
                    samples_per_question: int | None = None, limit: int | None = None,
-                   output_dir: str | None = None, calibration: str | None = None) -> RunConfig:
-    """Apply command-line flags on top of a config (flags win), re-validating."""
+                   output_dir: str | None = None, calibration: str | None = None,
+                   sets: list[str] | None = None) -> RunConfig:
+    """Apply command-line flags on top of a config (flags win), re-validating.
+    ``sets`` are ``dotted.key=yaml_value`` overrides, applied first."""
     d = cfg.to_dict()
+    for item in sets or ():
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = d
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section")
+            node = node[p]
+        node[parts[-1]] = value
     if policy is not None and policy != d["policy"]["name"]:
         from atts.policies import POLICIES
 
@@ -313,10 +376,8 @@ def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | 
         # keep the parameters the new policy understands
         keep = {f.name for f in dataclasses.fields(POLICIES[policy].Params)}
         d["policy"] = {"name": policy, **{k: v for k, v in d["policy"].items() if k in keep}}
-    if alpha is not None:
-        if "alpha" not in {f.name for f in dataclasses.fields(_policy_params_cls(d["policy"]["name"]))}:
-            raise ConfigError(f"--alpha: policy {d['policy']['name']!r} has no alpha")
-        d["policy"]["alpha"] = alpha
+    if alpha is not None and "alpha" in {f.name for f in dataclasses.fields(_policy_params_cls(d["policy"]["name"]))}:
+        d["policy"]["alpha"] = alpha  # policies without alpha (draft_only, ...) ignore it
     if samples_per_question is not None:
         d["samples_per_question"] = samples_per_question
     if limit is not None:

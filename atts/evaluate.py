@@ -137,13 +137,15 @@ def add_eval_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--samples-per-question", type=int)
     ap.add_argument("--alpha", type=float)
     ap.add_argument("--force", action="store_true", help="accept a mismatched calibration or output directory")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any config key, e.g. --set policy.grouping=marginal (repeatable)")
     ap.add_argument("--no-progress", action="store_true")
 
 
 def config_from_args(args) -> RunConfig:
     return with_overrides(load_config(args.config), policy=args.policy, alpha=args.alpha,
                           samples_per_question=args.samples_per_question, limit=args.limit,
-                          output_dir=args.output_dir, calibration=args.calibration)
+                          output_dir=args.output_dir, calibration=args.calibration, sets=args.set)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-def extract_boxed(text: str | None) -> str | None:
-    """Content of the last balanced \\boxed{...}; None if there is none (or it is unclosed)."""
-    if not text:
-        return None
-    found = None
+def _all_boxed(text: str) -> list[tuple[int, str]]:
+    """(start, content) of every balanced \\boxed{...}/\\fbox{...}."""
+    found = []
     for m in _BOX.finditer(text):
         depth, i = 1, m.end()
         while i < len(text) and depth:
@@ -33,8 +31,25 @@ def extract_boxed(text: str | None) -> str | None:
             depth += (c == "{") - (c == "}")
             i += 1
         if depth == 0:
-            found = text[m.end() : i - 1].strip()
+            found.append((m.start(), text[m.end() : i - 1].strip()))
     return found
+
+
+def extract_boxed(text: str | None) -> str | None:
+    """The final answer in \\boxed{...} (balanced braces): the last one, or, when the
+    final paragraph boxes several distinct answers (``\\boxed{1}, \\boxed{-2}``), all of
+    them joined by ", ". None if there is no complete box."""
+    if not text:
+        return None
+    boxes = _all_boxed(text)
+    if not boxes:
+        return None
+    last_par = text.rfind("\n\n", 0, boxes[-1][0]) + 1
+    final = []
+    for start, content in boxes:
+        if start >= last_par and content not in final:
+            final.append(content)
+    return ", ".join(final) if len(final) > 1 else boxes[-1][1]
 
 
 _MC_ANSWER = re.compile(r"answer\s*(?:is)?\s*[:：]?\s*\(?\s*([A-D])\b", re.IGNORECASE)
