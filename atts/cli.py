@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -26,6 +27,10 @@ def run_guarded(body) -> int:
     from atts.session import UserError
     from atts.store import RunMismatch
 
+    def _term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _term)  # SIGTERM: the same clean stop as Ctrl-C
     try:
         return body()
     except (ConfigError, CalibrationError, DatasetError, RunMismatch, UserError) as e:
@@ -40,11 +45,13 @@ def run_guarded(body) -> int:
     except KeyboardInterrupt:
         print("interrupted: stopped cleanly; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args) -> int:
     from atts.calibrate import calibrate_async, describe, policy_params
-    from atts.evaluate import config_from_args, evaluate_async, format_summary
+    from atts.evaluate import config_from_args, evaluate_async, format_summary, preflight
     from atts.policies import POLICIES
     from atts.session import build_roles, check_reachable, close_roles, servers_for
 
@@ -52,13 +59,16 @@ def _run(args) -> int:
         cfg = config_from_args(args)
         cal_path = Path(args.calibration) if args.calibration else cfg.calibration_path
         needs_cal = POLICIES[cfg.policy.name].needs_calibration
+        calibrating = needs_cal and (args.recalibrate or not cal_path.exists())
+        if not calibrating:
+            preflight(cfg, cal_path, args.force)
 
         async def go():
             with servers_for(cfg) as urls:
                 roles = build_roles(cfg, urls)
                 try:
                     await check_reachable(roles)
-                    if needs_cal and (args.recalibrate or not cal_path.exists()):
+                    if calibrating:
                         cal = await calibrate_async(cfg, roles, progress=not args.no_progress)
                         cal.save(cal_path)
                         print(describe(cal, policy_params(cfg).alpha), file=sys.stderr)

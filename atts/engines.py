@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -143,6 +144,18 @@ class SGLangEngine:
     # -- the two operations
     async def generate(self, input_ids: list[int], *, max_new_tokens: int, stop: list[str] | None = None,
                        temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> Generation:
+        try:
+            return await self._generate(input_ids, max_new_tokens, stop, temperature, top_p, seed)
+        except ContextOverflow as e:
+            # SGLang refuses prompt + max_new_tokens > context; learn the context length
+            # from its message and retry once with the room that is left.
+            m = _CONTEXT_RE.search(e.reason)
+            if not m or self.context_length == int(m.group(1)) or len(input_ids) + 1 > int(m.group(1)):
+                raise
+            self.context_length = int(m.group(1))
+            return await self._generate(input_ids, max_new_tokens, stop, temperature, top_p, seed)
+
+    async def _generate(self, input_ids, max_new_tokens, stop, temperature, top_p, seed) -> Generation:
         """Sample up to ``max_new_tokens`` after ``input_ids``. The returned text and
         token ids include a matched stop string (``no_stop_trim``), so chunks
         concatenate exactly; an end-of-sequence token is dropped (finish ``eos``)."""
@@ -261,6 +274,9 @@ class SGLangEngine:
                 await asyncio.sleep(delay)
         self.counters["failures"] += 1
         raise EngineError(self.role, f"gave up after {s.retries + 1} attempts: {last}")
+
+
+_CONTEXT_RE = re.compile(r"context length (?:of )?\(?(\d+)")
 
 
 def _looks_like_overflow(text: str) -> bool:

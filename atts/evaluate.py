@@ -96,7 +96,16 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
     return summary
 
 
+def preflight(cfg: RunConfig, calibration: Path | None, force: bool) -> None:
+    """Everything that can be checked before servers start: dataset, calibration,
+    output directory. Fails fast with a user error."""
+    load_from_config(cfg.dataset)
+    _, cal = load_gate(cfg, calibration, force)
+    RunStore(cfg.output_dir).check(run_hash(cfg, cal.hash if cal else None), force)
+
+
 async def _main_async(cfg: RunConfig, calibration: Path | None, force: bool, progress: bool, command) -> dict:
+    preflight(cfg, calibration, force)
     with servers_for(cfg) as urls:
         roles = build_roles(cfg, urls)
         try:

@@ -50,7 +50,10 @@ def build_roles(cfg: RunConfig, urls: dict[str, list[str]]) -> dict[str, Role]:
         m = getattr(cfg, r)
         eng = SGLangEngine(r, EngineSettings(tuple(urls[r]), m.max_concurrency, m.timeout_s, retries=m.retries),
                            context_length=m.context_length)
-        pr = Prompter(m.tokenizer_path, cfg.prompt.template, cfg.prompt.system)
+        try:
+            pr = Prompter(m.tokenizer_path, cfg.prompt.template, cfg.prompt.system)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{r}: cannot load the tokenizer of {m.tokenizer_path!r}: {str(e).splitlines()[0]}") from None
         temp = cfg.sampling.draft_temperature if r == "draft" else cfg.sampling.target_temperature
         roles[r] = Role(r, eng, pr, temp)
     return roles

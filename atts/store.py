@@ -88,20 +88,27 @@ class RunStore:
         self.dir = Path(out_dir)
         self.samples_dir = self.dir / "samples"
 
+    def check(self, run_hash: str, force: bool = False) -> dict | None:
+        """The manifest of the run already in the directory (None if there is none);
+        RunMismatch if it was made with another config, unless forced."""
+        path = self.dir / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            previous = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if previous.get("run_hash") != run_hash and not force:
+            raise RunMismatch(
+                f"{self.dir} holds a run with a different config (hash {previous.get('run_hash')} != {run_hash}); "
+                "use another --output-dir, or --force to add to it anyway")
+        return previous
+
     def open(self, run_hash: str, manifest: dict, force: bool = False) -> dict:
         """Create or reopen the run. Returns the manifest now on disk."""
+        previous = self.check(run_hash, force)
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / MANIFEST
-        previous = None
-        if path.exists():
-            try:
-                previous = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                previous = None
-            if previous and previous.get("run_hash") != run_hash and not force:
-                raise RunMismatch(
-                    f"{self.dir} holds a run with a different config (hash {previous.get('run_hash')} != {run_hash}); "
-                    "use another --output-dir, or --force to add to it anyway")
         m = dict(manifest)
         m["run_hash"] = run_hash
         m["invocations"] = (previous or {}).get("invocations", []) + [{"started": time.time(), "git": git_revision()}]

@@ -200,6 +200,12 @@ def write_hf_checkpoint(model, tok, out: Path, card_extra: dict) -> None:
     (out / "training.json").write_text(json.dumps(card_extra, indent=2) + "\n")
 
 
+def _previous(init: str | None):
+    if not init or not (Path(init) / "training.json").exists():
+        return None
+    return json.loads((Path(init) / "training.json").read_text())
+
+
 def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
     from transformers import LlamaForCausalLM
 
@@ -207,7 +213,12 @@ def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
     arch = dict(ARCHS[role])
     steps = args.draft_steps if role == "draft" else args.target_steps
     lr = args.draft_lr if role == "draft" else args.target_lr
-    model = LlamaForCausalLM(llama_config(tok, arch))
+    init = getattr(args, f"{role}_init_from")
+    if init:  # continue training a saved checkpoint (its architecture wins)
+        model = LlamaForCausalLM.from_pretrained(init, dtype=torch.float32)
+        arch = {k: getattr(model.config, k) for k in arch}
+    else:
+        model = LlamaForCausalLM(llama_config(tok, arch))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[{role}] {arch} params={n_params/1e6:.2f}M steps={steps} lr={lr}", flush=True)
     t0 = time.time()
@@ -240,6 +251,7 @@ def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
         "lr": lr, "batch_size": args.batch_size, "seed": args.seed, "train_wall_seconds": round(wall, 1),
         "torch_threads": torch.get_num_threads(), "transformers_greedy_accuracy_test": acc,
         "eval_problems": len(eval_problems), "init_only": args.init_only,
+        "init_from": init, "previous_training": _previous(init),
     }
     write_hf_checkpoint(model, tok, Path(args.out) / f"tiny-{role}", info)
     print(f"[{role}] done in {wall:.0f}s, greedy test accuracy (transformers) {acc}", flush=True)
@@ -264,6 +276,7 @@ def main() -> None:
     ap.add_argument("--init-only", action="store_true", help="write untrained checkpoints (speed checks)")
     for role in ARCHS:
         ap.add_argument(f"--{role}-arch", default=None, help="layers,hidden,heads,ffn")
+        ap.add_argument(f"--{role}-init-from", default=None, help="continue training this checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     for role in ARCHS:

@@ -82,3 +82,19 @@ def test_bad_dataset_row_names_file_and_line(tmp_path):
                                              + json.dumps({"problem": "2+2"}) + "\n")
     with pytest.raises(DatasetError, match=r"math500.jsonl:2: row has no 'answer'"):
         load_questions("math500", source="local", data_dir=str(tmp_path))
+
+
+def test_gpqa_choices_shuffled_with_seed():
+    """GPQA rows as the hub gives them: the correct choice lands at varying letters,
+    deterministically for a seed, and the gold letter points at it."""
+    from atts.data import DATASETS, _normalise
+
+    rows = [{"Question": f"q{i}", "Correct Answer": f"right{i}", "Incorrect Answer 1": "w1",
+             "Incorrect Answer 2": "w2", "Incorrect Answer 3": "w3", "Record ID": f"r{i}"} for i in range(40)]
+    qs = _normalise(DATASETS["gpqa"], rows, seed=7)
+    assert {q.answer for q in qs} == set("ABCD")
+    assert all(q.choices["ABCD".index(q.answer)] == f"right{i}" for i, q in enumerate(qs))
+    assert [q.answer for q in qs] == [q.answer for q in _normalise(DATASETS["gpqa"], rows, seed=7)]
+    assert [q.answer for q in qs] != [q.answer for q in _normalise(DATASETS["gpqa"], rows, seed=8)]
+    from atts.prompts import user_text
+    assert "B) " in user_text(qs[0]) and qs[0].kind == "mc"

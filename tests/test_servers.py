@@ -1,8 +1,10 @@
 """Server lifecycle against real SGLang: the bash scripts, clear failures, no orphans."""
 
 import json
-import os
+import signal
 import subprocess
+import sys
+import time
 
 import httpx
 import psutil
@@ -43,3 +45,32 @@ def test_server_that_dies_fails_clearly_with_log_tail(tmp_path):
         with ServerGroup([ServerSpec("draft", str(bad))], tmp_path / "logs", timeout=120):
             pass
     assert "log" in str(e.value)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_servers_atts_launched(tmp_path, sig):
+    """`atts run` with `launch: true`: Ctrl-C (or SIGTERM) mid-run stops cleanly, exit
+    130, and no server process of its tree survives."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atts.cli", "run", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
+         "draft_only", "--output-dir", str(out), "--limit", "100", "--no-progress"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    tree: list[int] = []
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        if (out / "samples").is_dir() and list((out / "samples").glob("*.json")):
+            rec = json.loads((out / "servers.json").read_text())
+            for role in ("draft", "target"):
+                pid = rec[role]["pid"]
+                tree += [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+            break
+        time.sleep(0.2)
+    assert tree, "run never started sampling"
+    proc.send_signal(sig)
+    rc = proc.wait(timeout=120)
+    log = proc.stdout.read()
+    assert rc == 130, log[-3000:]
+    assert "interrupted" in log and "Traceback" not in log
+    assert not [p for p in tree if _pid_alive(p)], "orphan server processes"
