@@ -56,6 +56,7 @@ class ModelConfig:
     context_length: int | None = None
     max_total_tokens: int | None = None
     extra_args: tuple[str, ...] = ()
+    cpu_threads: int | None = None  # CPU servers: OMP_NUM_THREADS (1 avoids oversubscribing small machines)
     max_concurrency: int = 16
     timeout_s: float = 120.0
     retries: int = 4
@@ -74,7 +75,7 @@ class ModelConfig:
         return ServerSpec(role=role, model_path=self.model_path, device=self.device, tp=self.tp, gpu_ids=self.gpu_ids,
                           mem_fraction_static=self.mem_fraction_static, dtype=self.dtype,
                           context_length=self.context_length, max_total_tokens=self.max_total_tokens,
-                          extra_args=self.extra_args)
+                          extra_args=self.extra_args, cpu_threads=self.cpu_threads)
 
     def validate(self, key: str) -> None:
         if not self.launch and not self.urls:

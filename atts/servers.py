@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ from pathlib import Path
 import httpx
 
 DEFAULT_HOST = "127.0.0.1"
-CPU_FLAGS = ("--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph")
+# --sleep-on-idle: an idle scheduler otherwise busy-polls a whole core, and two servers on a
+# 2-core machine then starve each other (measured: 64-token requests 30x slower).
+CPU_FLAGS = ("--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph", "--sleep-on-idle")
 
 
 class ServerError(RuntimeError):
@@ -49,6 +52,7 @@ class ServerSpec:
     context_length: int | None = None
     max_total_tokens: int | None = None
     extra_args: tuple[str, ...] = ()
+    cpu_threads: int | None = None  # OMP_NUM_THREADS of the server (CPU): 1 per server on small machines
 
     def argv(self, port: int) -> list[str]:
         argv = [sys.executable, "-m", "sglang.launch_server", "--model-path", self.model_path,
@@ -74,6 +78,8 @@ class ServerSpec:
         env = dict(os.environ)
         if self.device == "cpu":
             env["SGLANG_USE_CPU_ENGINE"] = "1"
+            if self.cpu_threads:
+                env["OMP_NUM_THREADS"] = str(self.cpu_threads)
         if self.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu_ids
         return env
@@ -237,6 +243,11 @@ class ServerGroup:
         self.servers: list[RunningServer] = []
 
     def __enter__(self) -> dict[str, str]:
+        # SIGTERM takes the same path as Ctrl-C, so that __exit__ stops the servers (they
+        # run in their own sessions and would otherwise outlive us).
+        self._previous_sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
         try:
             for spec in self.specs:
                 self.servers.append(start_server(spec, self.log_dir))
@@ -244,13 +255,23 @@ class ServerGroup:
             wait_ready(self.servers, self.timeout)
         except BaseException:
             stop_servers(self.servers)
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
             raise
         return {s.spec.role: s.url for s in self.servers}
 
     def __exit__(self, *exc) -> None:
-        stop_servers(self.servers)
-        for s in self.servers:
-            (self.log_dir / f"{s.spec.role}.pid").unlink(missing_ok=True)
+        try:
+            stop_servers(self.servers)
+            for s in self.servers:
+                (self.log_dir / f"{s.spec.role}.pid").unlink(missing_ok=True)
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+
+
+def _sigterm_to_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # ----------------------------------------------------------------------------- CLI

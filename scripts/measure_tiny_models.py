@@ -115,27 +115,35 @@ async def step_ppls(draft: SGLangEngine, target: SGLangEngine, pr: Prompter, pro
     return right, wrong
 
 
-async def decode_latency(engine: SGLangEngine, pr: Prompter, concurrency: int, n_tokens: int = 64, rounds: int = 3):
+async def decode_latency(url: str, pr: Prompter, concurrency: int, n_tokens: int = 64, rounds: int = 3) -> float:
+    """Wall milliseconds per generated token of one stream, ``concurrency`` streams at once."""
+    import httpx
+
     ids = pr.prompt_ids(Question(0, "x", "Compute 1 + 2 + 3.", "6", "arith"))
     payload = {"input_ids": ids, "sampling_params": {"max_new_tokens": n_tokens, "temperature": 0, "ignore_eos": True}}
-    client = engine._client or None
-    engine._open()
-    client = engine._client
-    await client.post(engine.settings.urls[0] + "/generate", json=payload)  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(rounds):
-        await asyncio.gather(*(client.post(engine.settings.urls[0] + "/generate", json=payload)
-                               for _ in range(concurrency)))
-    wall = time.perf_counter() - t0
-    return 1000 * wall / (rounds * n_tokens)  # ms per token of one stream
+    async with httpx.AsyncClient(timeout=300, trust_env=False) as client:
+        (await client.post(url + "/generate", json=payload)).raise_for_status()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            rs = await asyncio.gather(*(client.post(url + "/generate", json=payload) for _ in range(concurrency)))
+            for r in rs:
+                r.raise_for_status()
+        wall = time.perf_counter() - t0
+    return 1000 * wall / (rounds * n_tokens)
 
 
-async def measure(urls: dict, n: int) -> dict:
-    pd, pt = Prompter(str(ROOT / "models/tiny-draft")), Prompter(str(ROOT / "models/tiny-target"))
+async def measure(urls: dict, n: int, draft_path: str, target_path: str, speed_only: bool = False) -> dict:
+    pd, pt = Prompter(draft_path), Prompter(target_path)
     problems = arith.generate("test", n)
     out = {"n_test_problems": n}
     async with SGLangEngine("draft", EngineSettings((urls["draft"],), 32)) as d, \
             SGLangEngine("target", EngineSettings((urls["target"],), 32)) as t:
+        for conc in (1, 16):
+            ld = await decode_latency(urls["draft"], pd, conc)
+            lt = await decode_latency(urls["target"], pt, conc)
+            out[f"decode_ms_per_token_conc{conc}"] = {"draft": ld, "target": lt, "target_over_draft": lt / ld}
+        if speed_only:
+            return out
         out["draft_greedy_accuracy"] = await greedy_accuracy(d, pd, problems)
         out["target_greedy_accuracy"] = await greedy_accuracy(t, pt, problems)
         for temp in (0.8, 0.0):
@@ -147,10 +155,6 @@ async def measure(urls: dict, n: int) -> dict:
                 "median_ppl_right": statistics.median(right) if right else None,
                 "median_ppl_wrong": statistics.median(wrong) if wrong else None,
             }
-        for conc in (1, 16):
-            ld = await decode_latency(d, pd, conc)
-            lt = await decode_latency(t, pt, conc)
-            out[f"decode_ms_per_token_conc{conc}"] = {"draft": ld, "target": lt, "target_over_draft": lt / ld}
     return out
 
 
@@ -158,11 +162,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200, help="test problems")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--draft", default=str(ROOT / "models/tiny-draft"))
+    ap.add_argument("--target", default=str(ROOT / "models/tiny-target"))
+    ap.add_argument("--speed-only", action="store_true")
     args = ap.parse_args()
-    specs = [ServerSpec("draft", str(ROOT / "models/tiny-draft"), context_length=512),
-             ServerSpec("target", str(ROOT / "models/tiny-target"), context_length=512)]
+    specs = [ServerSpec("draft", args.draft, context_length=512, cpu_threads=1),
+             ServerSpec("target", args.target, context_length=512, cpu_threads=1)]
     with tempfile.TemporaryDirectory() as logs, ServerGroup(specs, Path(logs)) as urls:
-        res = asyncio.run(measure(urls, args.n))
+        res = asyncio.run(measure(urls, args.n, args.draft, args.target, args.speed_only))
     print(json.dumps(res, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

@@ -45,7 +45,7 @@ CHAT_TEMPLATE = (
 
 ARCHS = {
     # name: layers, hidden, heads (head_dim 64), ffn
-    "draft": dict(num_hidden_layers=1, hidden_size=192, num_attention_heads=3, intermediate_size=768),
+    "draft": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=256),
     "target": dict(num_hidden_layers=16, hidden_size=128, num_attention_heads=2, intermediate_size=512),
 }
 
@@ -239,6 +239,13 @@ def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            stop_at = args.draft_stop_at_accuracy if role == "draft" else None
+            if stop_at and step % 100 == 0:
+                acc_now = greedy_accuracy(model, tok, eval_problems[:100])
+                if acc_now >= stop_at:  # a deliberately weak draft: stop once it is this good
+                    print(f"[{role}] step {step}: greedy_acc {acc_now:.3f} >= {stop_at}: stopping", flush=True)
+                    steps = step
+                    break
             if step % args.log_every == 0 or step == steps:
                 msg = f"[{role}] step {step}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s"
                 if args.eval_every and (step % args.eval_every == 0 or step == steps):
@@ -248,7 +255,8 @@ def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
     acc = greedy_accuracy(model, tok, eval_problems) if not args.init_only else None
     info = {
         "role": role, "arch": arch, "head_dim": 64, "parameters": n_params, "steps": steps,
-        "lr": lr, "batch_size": args.batch_size, "seed": args.seed, "train_wall_seconds": round(wall, 1),
+        "lr": lr, "batch_size": args.batch_size, "planned_steps": (args.draft_steps if role == "draft" else args.target_steps),
+        "stop_at_accuracy": args.draft_stop_at_accuracy if role == "draft" else None, "seed": args.seed, "train_wall_seconds": round(wall, 1),
         "torch_threads": torch.get_num_threads(), "transformers_greedy_accuracy_test": acc,
         "eval_problems": len(eval_problems), "init_only": args.init_only,
         "init_from": init, "previous_training": _previous(init),
@@ -273,6 +281,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--draft-stop-at-accuracy", type=float, default=None,
+                    help="stop draft training once greedy accuracy on 100 test problems reaches this")
     ap.add_argument("--init-only", action="store_true", help="write untrained checkpoints (speed checks)")
     for role in ARCHS:
         ap.add_argument(f"--{role}-arch", default=None, help="layers,hidden,heads,ffn")

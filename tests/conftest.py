@@ -39,8 +39,8 @@ def testbed(tmp_path_factory):
         if not (MODELS / m / "model.safetensors").is_file():
             pytest.fail(f"missing committed checkpoint {MODELS / m}")
     log_dir = tmp_path_factory.mktemp("server-logs")
-    specs = [ServerSpec("draft", str(MODELS / "tiny-draft"), context_length=512),
-             ServerSpec("target", str(MODELS / "tiny-target"), context_length=512)]
+    specs = [ServerSpec("draft", str(MODELS / "tiny-draft"), context_length=512, cpu_threads=1),
+             ServerSpec("target", str(MODELS / "tiny-target"), context_length=512, cpu_threads=1)]
     group = ServerGroup(specs, log_dir, timeout=300)
     urls = group.__enter__()
     try:

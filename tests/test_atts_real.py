@@ -22,7 +22,7 @@ pytestmark = pytest.mark.server
 
 N_CAL_QUESTIONS = 80      # x K=2 calibration samples
 N_EVAL_QUESTIONS = 60     # x K=2 evaluated samples
-ALPHA = 0.4
+ALPHA = 0.5
 
 
 def _run(cfg, coro_fn):
