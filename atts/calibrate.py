@@ -105,8 +105,7 @@ async def _per_turn_scores(roles, chunking, questions, k, params: ATTSParams, mi
         if len(turn_scores) < min_per_turn:
             break
         groups[f"turn:{t}"] = turn_scores
-        policy.gate = ConformalGate("per_turn", {g: ConformalCalibration(tuple(v), params.alpha)
-                                                 for g, v in groups.items()})
+        policy.gate = CalibrationFile("per_turn", groups, {}, params.alpha).gate(params.alpha)
         # phase 2: resolve with the thresholds found so far, which moves samples to turn t+1
         live = [(c, p) for c, p in zip(active, props) if p is not None]
         await asyncio.gather(*(guarded(policy.resolve(c, p), c) for c, p in live))

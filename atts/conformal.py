@@ -14,6 +14,17 @@ Guarantee: if the calibration scores and the new score are exchangeable,
 P(takeover) <= alpha, and if the scores are almost surely distinct,
 P(takeover) >= alpha - 1/(n + 1). (P(takeover) = floor((n+1) alpha) / (n+1).)
 
+Ties. Scores are quantized to ``resolution`` (1e-5 in PPL) before comparison: below
+that, a PPL is float32 noise whose size depends on how the server batched the request,
+which differs between calibration and evaluation (measured on the testbed: answer
+chunks all score 1.00001 +- 3e-6, and unquantized their takeover rate drifted from 0.7
+to 0.875). Tied scores make the rule above conservative (rate below alpha). With a
+uniform ``u`` per decision, the smoothed p-value
+
+    p(s, u) = (#{S_i > s} + u * (1 + #{S_i = s})) / (n + 1)
+
+restores P(takeover) = floor((n+1) alpha)/(n+1) with ties; u = 1 is the rule above.
+
 Three groupings decide which calibration scores a chunk is compared with:
 - ``marginal``: all of them (the paper's default);
 - ``per_question``: the question's own scores (the paper's "conditional"; calibrates on
@@ -43,10 +54,11 @@ class CalibrationError(ValueError):
 
 @dataclass(frozen=True)
 class ConformalCalibration:
-    """Immutable: sorted calibration scores and the level alpha."""
+    """Immutable: sorted (quantized) calibration scores and the level alpha."""
 
     scores: tuple[float, ...]
     alpha: float
+    resolution: float | None = None  # quantize scores to this step (None: exact floats)
 
     def __post_init__(self):
         if not self.scores:
@@ -55,7 +67,10 @@ class ConformalCalibration:
             raise CalibrationError(f"alpha must be in (0, 1), got {self.alpha}")
         if any(not math.isfinite(s) for s in self.scores):
             raise CalibrationError("calibration scores must be finite")
-        object.__setattr__(self, "scores", tuple(sorted(float(s) for s in self.scores)))
+        object.__setattr__(self, "scores", tuple(sorted(self.q(float(s)) for s in self.scores)))
+
+    def q(self, s: float) -> float:
+        return round(s / self.resolution) * self.resolution if self.resolution else s
 
     @property
     def n(self) -> int:
@@ -72,12 +87,14 @@ class ConformalCalibration:
         k = self.rank
         return self.scores[k - 1] if k <= self.n else math.inf
 
-    def p_value(self, s: float) -> float:
-        at_least = self.n - bisect.bisect_left(self.scores, s)
-        return (1 + at_least) / (self.n + 1)
+    def p_value(self, s: float, u: float = 1.0) -> float:
+        s = self.q(s)
+        lo, hi = bisect.bisect_left(self.scores, s), bisect.bisect_right(self.scores, s)
+        greater, equal = self.n - hi, hi - lo
+        return (greater + u * (1 + equal)) / (self.n + 1)
 
-    def takeover(self, s: float) -> bool:
-        return self.p_value(s) <= self.alpha
+    def takeover(self, s: float, u: float = 1.0) -> bool:
+        return self.p_value(s, u) <= self.alpha
 
     @property
     def expected_rate(self) -> float:
@@ -114,10 +131,10 @@ class ConformalGate:
         t = max((x for x in turns if x <= turn), default=turns[0])
         return f"turn:{t}"
 
-    def decide(self, score: float, question_id: str, turn: int) -> Decision:
+    def decide(self, score: float, question_id: str, turn: int, u: float = 1.0) -> Decision:
         k = self.key(question_id, turn)
         cal = self.groups[k]
-        p = cal.p_value(score)
+        p = cal.p_value(score, u)
         return Decision(p, cal.quantile, p <= cal.alpha, k)
 
 
@@ -138,11 +155,12 @@ class CalibrationFile:
                               "alpha": self.alpha}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-    def gate(self, alpha: float) -> ConformalGate:
+    def gate(self, alpha: float, resolution: float | None = 1e-5) -> ConformalGate:
         if self.grouping == "per_turn" and self.alpha is not None and abs(alpha - self.alpha) > 1e-12:
             raise CalibrationError(f"per-turn calibration was made at alpha={self.alpha}, not {alpha}: "
                                    "later turns depend on it; recalibrate with this alpha")
-        return ConformalGate(self.grouping, {k: ConformalCalibration(tuple(v), alpha) for k, v in self.scores.items()})
+        return ConformalGate(self.grouping, {k: ConformalCalibration(tuple(v), alpha, resolution)
+                                             for k, v in self.scores.items()})
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "grouping": self.grouping, "alpha": self.alpha, "created": self.created,

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from atts.conformal import ConformalGate
 from atts.config import ConfigError
 from atts.engines import Generation, Scoring
+from atts.runner import request_seed
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class ATTSParams:
     mode: Literal["append", "replace"] = "replace"
     grouping: Literal["marginal", "per_question", "per_turn"] = "per_turn"
     max_resample: int = 1
+    randomize_ties: bool = True  # smoothed conformal p-value (exact rate with tied scores)
 
     def validate(self, key: str) -> None:
         if not 0 < self.alpha < 1:
@@ -100,7 +102,11 @@ class ATTS(Policy):
     def decide(self, ctx, prop: Proposal):
         if prop.scoring is None:  # empty chunk: the draft ended; nothing to judge
             return None
-        return self.gate.decide(prop.scoring.ppl, ctx.state.question.id, ctx.state.turn)
+        u = 1.0
+        if self.params.randomize_ties:  # a seeded uniform per decision, reproducible
+            u = request_seed(ctx.chunking.seed, "tie", ctx.state.question.id, ctx.state.repeat, ctx.state.turn,
+                             prop.attempt) / 0x7FFFFFFF
+        return self.gate.decide(prop.scoring.ppl, ctx.state.question.id, ctx.state.turn, u)
 
     async def resolve(self, ctx, prop: Proposal) -> None:
         d = self.decide(ctx, prop)
