@@ -27,10 +27,9 @@ def run_guarded(body) -> int:
     from atts.session import UserError
     from atts.store import RunMismatch
 
-    def _term(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+    from atts.servers import _sigterm_to_interrupt
 
-    previous = signal.signal(signal.SIGTERM, _term)  # SIGTERM: the same clean stop as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)  # SIGTERM: the same clean stop as Ctrl-C
     try:
         return body()
     except (ConfigError, CalibrationError, DatasetError, RunMismatch, UserError) as e:

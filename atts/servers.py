@@ -271,7 +271,9 @@ class ServerGroup:
 
 
 def _sigterm_to_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+    # re-deliver as SIGINT: asyncio.run turns SIGINT into a clean cancellation of the main
+    # task, and outside asyncio it raises KeyboardInterrupt where the program is
+    signal.raise_signal(signal.SIGINT)
 
 
 # ----------------------------------------------------------------------------- CLI

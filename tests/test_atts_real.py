@@ -133,3 +133,41 @@ def test_killed_run_resumes_without_duplicates(testbed, runs, tmp_path):
     for name, rec in before.items():  # untouched by the rerun
         assert after[name]["started"] == rec["started"]
     assert len({(r["question_index"], r["repeat"]) for r in after.values()}) == 60
+
+
+@pytest.mark.parametrize("grouping,mode", [("marginal", "append"), ("per_question", "replace")])
+def test_marginal_and_per_question_groupings(testbed, tmp_path, grouping, mode):
+    """The paper's groupings on real servers: marginal pools turn-0 chunks (any split);
+    per_question keys them by question and so calibrates on the evaluated questions
+    (`calibration.split: null`). Append mode keeps every draft chunk and, on takeover,
+    the target's continuation follows it."""
+    sets = ["samples_per_question=4", f"policy.grouping={grouping}", f"policy.mode={mode}", "policy.alpha=0.4",
+            "calibration.limit=20"]
+    if grouping == "per_question":
+        sets.append("calibration.split=null")
+    cfg = testbed.config(tmp_path, sets=sets, limit=20)
+    cal = _run(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
+    cal.save(cfg.calibration_path)
+    if grouping == "marginal":
+        assert set(cal.scores) == {"all"} and len(cal.scores["all"]) == 80
+    else:
+        assert len(cal.scores) == 20 and all(len(v) == 4 for v in cal.scores.values())
+    s = _run(cfg, lambda roles: evaluate_async(cfg, roles, progress=False))
+    assert s["n_samples_completed"] == 80 and s["n_failed"] == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "run" / "samples").glob("*.json")]
+    drafts = [st for r in recs for st in r["steps"] if st["role"] == "draft" and st.get("decision")]
+    want_group = "all" if grouping == "marginal" else None
+    assert all((st["group"] == want_group) if want_group else st["group"].startswith("q:") for st in drafts)
+    takeovers = [st for st in drafts if st["decision"] == "takeover"]
+    assert takeovers
+    if mode == "append":
+        assert all(st["kept"] for st in drafts)  # append never drops a draft chunk
+        for r in recs:
+            steps = r["steps"]
+            for i, st in enumerate(steps):
+                if st["role"] == "draft" and st.get("decision") == "takeover":
+                    assert steps[i + 1]["role"] == "target" and steps[i + 1]["turn"] == st["turn"]
+    if mode == "replace":
+        assert s["pass@1"] > 0.5
+    # append keeps a wrong arith step and the target continues after it, so it cannot
+    # repair the answer on this task (docs/testbed_results.md): no accuracy claim here
