@@ -210,7 +210,7 @@ def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(args.seed)
-    arch = dict(ARCHS[role])
+    arch = dict(args.archs[role])
     steps = args.draft_steps if role == "draft" else args.target_steps
     lr = args.draft_lr if role == "draft" else args.target_lr
     init = getattr(args, f"{role}_init_from")
@@ -289,11 +289,12 @@ def main() -> None:
         ap.add_argument(f"--{role}-init-from", default=None, help="continue training this checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    args.archs = {role: dict(a) for role, a in ARCHS.items()}
     for role in ARCHS:
         spec = getattr(args, f"{role}_arch")
         if spec:
             l, h, n, f = (int(v) for v in spec.split(","))
-            ARCHS[role] = dict(num_hidden_layers=l, hidden_size=h, num_attention_heads=n, intermediate_size=f)
+            args.archs[role] = dict(num_hidden_layers=l, hidden_size=h, num_attention_heads=n, intermediate_size=f)
             if h != 64 * n:
                 ap.error(f"--{role}-arch: hidden must be 64 * heads (head_dim 64)")
     tok = build_tokenizer()
