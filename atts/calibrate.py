@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from atts.config import RunConfig, load_config, with_overrides
-from atts.conformal import CalibrationFile, ConformalCalibration, ConformalGate
+from atts.conformal import CalibrationFile
 from atts.data import load_from_config
 from atts.engines import ContextOverflow, EngineError
 from atts.policies import ATTS, ATTSParams

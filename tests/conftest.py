@@ -23,7 +23,7 @@ class Testbed:
         """configs/testbed.yaml pointed at the running servers, writing under tmp_path."""
         from atts.config import load_config, with_overrides
 
-        base = [f"draft.launch=false", f"target.launch=false",
+        base = ["draft.launch=false", "target.launch=false",
                 f"draft.urls=[{self.urls['draft']}]", f"target.urls=[{self.urls['target']}]",
                 f"calibration.path={tmp_path / 'calibration.json'}"]
         overrides.setdefault("output_dir", str(tmp_path / "run"))

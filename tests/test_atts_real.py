@@ -6,7 +6,6 @@ One module-scoped calibration and three evaluations on the same questions and sa
 import asyncio
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -39,7 +38,7 @@ def _run(cfg, coro_fn):
 @pytest.fixture(scope="module")
 def runs(testbed, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("atts")
-    sets = [f"samples_per_question=2", f"calibration.limit={N_CAL_QUESTIONS}", f"policy.alpha={ALPHA}"]
+    sets = ["samples_per_question=2", f"calibration.limit={N_CAL_QUESTIONS}", f"policy.alpha={ALPHA}"]
     cfg = testbed.config(tmp, sets=sets, limit=N_EVAL_QUESTIONS)
     cal = _run(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
     cal.save(cfg.calibration_path)
@@ -108,7 +107,7 @@ def test_killed_run_resumes_without_duplicates(testbed, runs, tmp_path):
     """SIGKILL `python -m atts.evaluate` mid-run, rerun it: the rerun runs only the
     missing samples; every record is valid JSON throughout; none is duplicated."""
     out = tmp_path / "resume"
-    cfg_sets = [f"draft.launch=false", f"target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
+    cfg_sets = ["draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
                 f"target.urls=[{testbed.urls['target']}]", "samples_per_question=2", f"policy.alpha={ALPHA}",
                 "draft.max_concurrency=4", "target.max_concurrency=4"]
     cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--limit", "30",
