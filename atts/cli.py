@@ -5,6 +5,11 @@
     atts calibrate --config CFG    = python -m atts.calibrate
     atts evaluate --config CFG     = python -m atts.evaluate
     atts servers start|stop ...    = python -m atts.servers
+    atts compare --config CFG --policies a,b --output DIR     = python -m atts.compare
+    atts bench --config CFG --output DIR                      = python -m atts.bench
+    atts report RUN_DIR [RUN_DIR ...]                         = python -m atts.report
+    atts grade DIR --dataset NAME --samples-per-question K    = python -m atts.compute_accuracy
+    atts reextract RUN_DIR                                    = python -m atts.reextract
 """
 
 from __future__ import annotations
@@ -84,6 +89,13 @@ def _run(args) -> int:
     return run_guarded(body)
 
 
+# subcommand -> module whose main(argv) implements it
+SUBCOMMANDS = {
+    "calibrate": "calibrate", "evaluate": "evaluate", "servers": "servers", "compare": "compare",
+    "bench": "bench", "report": "report", "grade": "compute_accuracy", "reextract": "reextract",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="atts", description=__doc__.split("\n\n")[0])
@@ -93,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="calibrate if needed, then evaluate, on one set of servers")
     add_eval_args(r)
     r.add_argument("--recalibrate", action="store_true", help="calibrate even if the file exists")
-    for name in ("calibrate", "evaluate", "servers"):
-        sub.add_parser(name, add_help=False, help=f"see python -m atts.{name} --help")
-    if argv and argv[0] in ("calibrate", "evaluate", "servers"):
+    for name, module in SUBCOMMANDS.items():
+        sub.add_parser(name, add_help=False, help=f"see python -m atts.{module} --help")
+    if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
-        return importlib.import_module(f"atts.{argv[0]}").main(argv[1:])
+        return importlib.import_module(f"atts.{SUBCOMMANDS[argv[0]]}").main(argv[1:])
     args = ap.parse_args(argv)
     return _run(args)
 
