@@ -283,8 +283,16 @@ def _specs_from_args(args) -> list[ServerSpec]:
     if args.config:
         from atts.config import load_config
 
+        import dataclasses
+
         cfg = load_config(args.config)
-        return [cfg.draft.server_spec("draft"), cfg.target.server_spec("target")]
+        specs = []
+        for role in ("draft", "target"):  # flags given beside --config win over it
+            spec = getattr(cfg, role).server_spec(role)
+            port = getattr(args, f"{role}_port")
+            over = {k: v for k, v in (("port", port), ("host", args.host)) if v is not None}
+            specs.append(dataclasses.replace(spec, **over))
+        return specs
     if not (args.draft_model and args.target_model):
         raise SystemExit("error: give --config CFG, or both --draft-model and --target-model")
     device = args.device or ("cuda" if _has_cuda() else "cpu")
