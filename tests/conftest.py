@@ -4,13 +4,14 @@ test session on free 127.0.0.1 ports and kills their process trees at the end.""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("ATTS_SHARED_DIR") or ROOT.parent / "shared")  # a worktree elsewhere can point at it
 
 
 @dataclasses.dataclass

@@ -1,8 +1,6 @@
 """Answer extraction and math-verify grading, on synthetic strings and on 1600 real traces."""
 
-import gzip
-import json
-
+from atts.compute_accuracy import read_trace_rows, trace_text
 from atts.data import load_questions
 from atts.grading import Grader, accuracy, extract_answer, extract_boxed
 
@@ -38,10 +36,9 @@ def test_grader_on_real_atts_traces(shared_traces, shared_datasets):
     """Our extraction + math-verify against the research code's LLM extraction, on the
     1600 real R1-Distill-Llama-8B / QwQ-32B traces (docs/grading.md lists the differences)."""
     gold = {q.problem: q.answer for q in load_questions("math500", data_dir=str(shared_datasets))}
-    with gzip.open(shared_traces / "math500_r1llama8b_qwq32b.jsonl.gz", "rt") as f:
-        rows = [json.loads(line) for line in f]
+    rows = read_trace_rows(shared_traces / "math500_r1llama8b_qwq32b.jsonl.gz")
     assert len(rows) == 1600
-    texts = ["".join(s.get("text") or "" for s in r["steps"] if s["model"] in ("draft", "target_generate")) for r in rows]
+    texts = [trace_text(r) for r in rows]
     ours = [extract_answer(t) for t in texts]
     with Grader(2) as g:
         a = g.grade([(o, gold[r["question"]], "math") for o, r in zip(ours, rows)])
