@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,7 @@ def _check_failures(failures: list[str], total: int) -> None:
 
 async def _per_turn_scores(roles, chunking, questions, k, params: ATTSParams, min_per_turn: int,
                            progress: bool) -> dict[str, list[float]]:
-    policy = ATTS(params, gate=None)
+    policy = ATTS(dataclasses.replace(params, pipeline=False), gate=None)  # phases: no next-turn drafts
     ctxs = [SampleContext(SampleState(q, r), roles, chunking) for q in questions for r in range(k)]
     groups: dict[str, list[float]] = {}
     failures: list[str] = []

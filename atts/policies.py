@@ -7,6 +7,7 @@ section) and ``async turn(ctx)``, which appends at least one kept chunk to the s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -63,6 +64,7 @@ class ATTSParams:
     grouping: Literal["marginal", "per_question", "per_turn"] = "per_turn"
     max_resample: int = 1
     randomize_ties: bool = True  # smoothed conformal p-value (exact rate with tied scores)
+    pipeline: bool = True  # draft chunk k+1 while the target scores chunk k (same decisions)
 
     def validate(self, key: str) -> None:
         if not 0 < self.alpha < 1:
@@ -76,6 +78,19 @@ class Proposal:
     gen: Generation
     scoring: Scoring | None
     attempt: int
+    pre_generated: bool = False  # drafted during the previous turn's scoring (pipelining)
+
+
+@dataclass
+class PreDraft:
+    """A next-turn draft request sent early: its prompt ids and turn, and the task."""
+
+    turn: int
+    prompt: list[int]
+    task: asyncio.Task
+
+
+_PRE = "atts.predraft"  # key of the pending PreDraft in ctx.carry
 
 
 class ATTS(Policy):
@@ -89,6 +104,15 @@ class ATTS(Policy):
       ``max_resample`` times, accepting the first that passes; else the target writes
       the chunk in its place.
     The test at attempt 0 is the calibrated event: its rate is what alpha controls.
+
+    Pipelining (``pipeline``): while the target scores a draft chunk c at turn t, the
+    draft already writes turn t+1's first chunk on the optimistic prompt history + c,
+    with exactly the seed turn t+1 attempt 0 gets. Turn t+1 consumes it only if its own
+    draft request would be byte-identical (same prompt ids, same turn and attempt, hence
+    same seed); otherwise (c rejected, or the target continued after it) it is
+    cancelled and its tokens, if already generated, are counted as ``draft_wasted``: it
+    never appears in the records. Given the same chunks, the decisions are those of the
+    unpipelined policy (tests/test_pipeline.py).
     """
 
     name = "atts"
@@ -96,8 +120,57 @@ class ATTS(Policy):
     needs_calibration = True
 
     async def propose(self, ctx, attempt: int = 0) -> Proposal:
-        g = await ctx.generate("draft", attempt=attempt)
-        return Proposal(g, await ctx.score(g), attempt)
+        g, pre = await self._draft(ctx, attempt)
+        return Proposal(g, await self._score(ctx, g), attempt, pre)
+
+    # -- pipelining
+    async def _draft(self, ctx, attempt: int) -> tuple[Generation, bool]:
+        """The draft chunk of this turn's ``attempt``: the pre-generated one if its request
+        is the one we would send now, else a fresh request."""
+        pre = ctx.carry.pop(_PRE, None)
+        if pre is not None:
+            if attempt == 0 and pre.turn == ctx.state.turn and pre.prompt == ctx.request_ids("draft"):
+                return await pre.task, True
+            self._discard(ctx, pre)
+        return await ctx.generate("draft", attempt=attempt), False
+
+    async def _score(self, ctx, g: Generation) -> Scoring | None:
+        """The target's scoring of ``g``; when pipelining, the next turn's draft chunk
+        is requested on history + ``g`` meanwhile (unless keeping ``g`` ends the sample)."""
+        if not self.params.pipeline or ctx.finished_if_kept(g):
+            return await ctx.score(g)
+        self.discard_pending(ctx)
+        turn = ctx.state.turn + 1
+        pre = PreDraft(turn, ctx.request_ids("draft", after=g),
+                       asyncio.create_task(ctx.generate("draft", attempt=0, after=g, turn=turn)))
+        try:
+            s = await ctx.score(g)
+        except BaseException:
+            self._discard(ctx, pre)
+            raise
+        ctx.carry[_PRE] = pre
+        return s
+
+    def discard_pending(self, ctx) -> None:
+        pre = ctx.carry.pop(_PRE, None)
+        if pre is not None:
+            self._discard(ctx, pre)
+
+    @staticmethod
+    def _discard(ctx, pre: PreDraft) -> None:
+        """Cancel a pre-generated chunk that will not be used (the HTTP request is
+        closed; a server that already computed it only wasted work). Tokens it already
+        produced move from ``draft_generated`` to ``draft_wasted``."""
+        tok = ctx.state.tokens
+        if not pre.task.done():
+            pre.task.cancel()
+            tok["draft_cancelled"] = tok.get("draft_cancelled", 0) + 1
+            return
+        if pre.task.cancelled() or pre.task.exception() is not None:  # retrieved: no warning
+            return
+        n = pre.task.result().stats.output_tokens
+        tok["draft_generated"] -= n
+        tok["draft_wasted"] = tok.get("draft_wasted", 0) + n
 
     def decide(self, ctx, prop: Proposal):
         if prop.scoring is None:  # empty chunk: the draft ended; nothing to judge
@@ -110,18 +183,20 @@ class ATTS(Policy):
 
     async def resolve(self, ctx, prop: Proposal) -> None:
         d = self.decide(ctx, prop)
+        pre = {"pre_generated": True} if prop.pre_generated else None
         if d is None or not d.takeover:
             ctx.keep(prop.gen)
-            ctx.log(prop.gen, kept=True, attempt=prop.attempt, scoring=prop.scoring, decision=d)
+            ctx.log(prop.gen, kept=True, attempt=prop.attempt, scoring=prop.scoring, decision=d, extra=pre)
             return
+        self.discard_pending(ctx)  # the next turn will not start after this chunk alone
         if self.params.mode == "append":
-            ctx.log(prop.gen, kept=True, attempt=prop.attempt, scoring=prop.scoring, decision=d)
+            ctx.log(prop.gen, kept=True, attempt=prop.attempt, scoring=prop.scoring, decision=d, extra=pre)
             t = await ctx.generate("target", after=prop.gen)
             ctx.keep(prop.gen)
             ctx.keep(t)
             ctx.log(t, kept=True)
             return
-        ctx.log(prop.gen, kept=False, attempt=prop.attempt, scoring=prop.scoring, decision=d)
+        ctx.log(prop.gen, kept=False, attempt=prop.attempt, scoring=prop.scoring, decision=d, extra=pre)
         for attempt in range(prop.attempt + 1, self.params.max_resample + 1):
             again = await self.propose(ctx, attempt)
             d = self.decide(ctx, again)
@@ -130,12 +205,17 @@ class ATTS(Policy):
             if ok:
                 ctx.keep(again.gen)
                 return
+            self.discard_pending(ctx)
         t = await ctx.generate("target")
         ctx.keep(t)
         ctx.log(t, kept=True)
 
     async def turn(self, ctx) -> None:
-        await self.resolve(ctx, await self.propose(ctx))
+        try:
+            await self.resolve(ctx, await self.propose(ctx))
+        except BaseException:  # a failed or cancelled sample leaves no request behind
+            self.discard_pending(ctx)
+            raise
 
 
 POLICIES: dict[str, type[Policy]] = {p.name: p for p in (DraftOnly, TargetOnly, ATTS)}

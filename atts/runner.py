@@ -14,6 +14,7 @@ scoring prompt is a prefix of its generation prompt (SGLang's radix cache reuses
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import math
 import sys
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from atts.data import Question
 from atts.engines import ContextOverflow, EngineError, Generation, Scoring, SGLangEngine
 from atts.grading import Grader, extract_answer, extract_boxed
-from atts.prompts import Prompter
+from atts.prompts import Prompter, user_text
 from atts.store import RunStore, sample_key
 
 ROLES = ("draft", "target")
@@ -80,6 +81,10 @@ class Chunking:
     token_budget: int
     top_p: float = 1.0
     seed: int = 0
+    # the target's scoring prompt: "shared" = its generation prompt (chat template + kept
+    # ids), so the radix cache serves it; "text" = the research code's text mode (question
+    # and history as plain text, tokenized on their own: no prefix shared with generation)
+    scoring_prompt: str = "shared"
 
 
 def request_seed(base: int, *parts) -> int:
@@ -95,6 +100,7 @@ class SampleContext:
         self.roles = roles
         self.chunking = chunking
         self._prompt_ids: dict[str, list[int]] = {}
+        self.carry: dict = {}  # a policy's per-sample state across turns (e.g. a pre-generated chunk)
 
     # -- views of the history
     def _tok_key(self, role: str) -> str:
@@ -115,17 +121,25 @@ class SampleContext:
         return ids
 
     # -- requests
-    async def generate(self, role: str, attempt: int = 0, after: Generation | None = None) -> Generation:
-        """One chunk from ``role``, continuing the kept history (and ``after``, a chunk
-        not yet kept: the append mode continues after the draft chunk)."""
-        r = self.roles[role]
+    def request_ids(self, role: str, after: Generation | None = None) -> list[int]:
+        """The prompt of ``role``'s next chunk: the kept history (and ``after``)."""
         ids = self.prefix_ids(role)
         if after is not None:
             ids += self.chunk_ids_for(after, role)
+        return ids
+
+    async def generate(self, role: str, attempt: int = 0, after: Generation | None = None,
+                       turn: int | None = None) -> Generation:
+        """One chunk from ``role``, continuing the kept history (and ``after``, a chunk
+        not yet kept: the append mode continues after the draft chunk; a pipelined policy
+        drafts turn ``turn`` = this turn + 1 after it)."""
+        r = self.roles[role]
+        ids = self.request_ids(role, after)
         c = self.chunking
+        turn = self.state.turn if turn is None else turn
         g = await r.engine.generate(
             ids, max_new_tokens=c.max_tokens, stop=list(c.stop), temperature=r.temperature, top_p=c.top_p,
-            seed=request_seed(c.seed, self.state.question.id, self.state.repeat, self.state.turn, role, attempt))
+            seed=request_seed(c.seed, self.state.question.id, self.state.repeat, turn, role, attempt))
         self.state.tokens[f"{role}_generated"] += g.stats.output_tokens
         return g
 
@@ -142,13 +156,28 @@ class SampleContext:
         chunk = self.chunk_ids_for(g, "target")
         if not chunk:
             return None
-        s = await self.roles["target"].engine.score(self.prefix_ids("target"), chunk)
+        s = await self.roles["target"].engine.score(self.scoring_prefix_ids(), chunk)
         self.state.tokens["target_scored"] += len(chunk)
         return s
 
+    def scoring_prefix_ids(self) -> list[int]:
+        if self.chunking.scoring_prompt == "text":
+            p = self.roles["target"].prompter
+            return p.encode(user_text(self.state.question, p.template) + "\n\n" + self.state.text)
+        return self.prefix_ids("target")
+
     # -- history and records
+    def segment_of(self, g: Generation) -> Segment:
+        return Segment(g.stats.role, g.text, {self._tok_key(g.stats.role): list(g.token_ids)}, g.finish)
+
     def keep(self, g: Generation) -> None:
-        self.state.segments.append(Segment(g.stats.role, g.text, {self._tok_key(g.stats.role): list(g.token_ids)}, g.finish))
+        self.state.segments.append(self.segment_of(g))
+
+    def finished_if_kept(self, g: Generation) -> str | None:
+        """Why the sample would be over if ``g`` ended this turn's kept chunks."""
+        probe = dataclasses.replace(self.state, segments=self.state.segments + [self.segment_of(g)],
+                                    turn=self.state.turn + 1)
+        return finished_reason(probe, self.chunking)
 
     def log(self, g: Generation, *, kept: bool, attempt: int = 0, scoring: Scoring | None = None,
             decision=None, extra: dict | None = None) -> dict:
@@ -247,8 +276,14 @@ class Progress:
 
 
 async def run_all(policy, questions: list[Question], samples_per_question: int, roles: dict[str, Role],
-                  chunking: Chunking, store: RunStore, grader: Grader, progress: bool = True) -> dict:
-    """Run every sample not yet complete on disk. Returns counts for this invocation."""
+                  chunking: Chunking, store: RunStore, grader: Grader, progress: bool = True,
+                  schedule: str = "concurrent") -> dict:
+    """Run every sample not yet complete on disk. Returns counts for this invocation.
+    ``schedule``: "concurrent" (every sample at once, no barrier) or "question_groups"
+    (the research code's: all samples of a question finish before the next question
+    starts; kept only to measure what that costs)."""
+    if schedule not in ("concurrent", "question_groups"):
+        raise ValueError(f"unknown schedule {schedule!r}")
     done = {k for k, r in store.completed().items() if r.get("status") in COMPLETE}
     todo = [(q, r) for q in questions for r in range(samples_per_question) if sample_key(q.index, r) not in done]
     bar = Progress(len(todo), f"{policy.name}", progress)
@@ -266,7 +301,11 @@ async def run_all(policy, questions: list[Question], samples_per_question: int, 
 
     t0 = time.perf_counter()
     try:
-        await asyncio.gather(*(one(q, r) for q, r in todo))
+        if schedule == "concurrent":
+            await asyncio.gather(*(one(q, r) for q, r in todo))
+        else:
+            for q in questions:
+                await asyncio.gather(*(one(q2, r) for q2, r in todo if q2 is q))
     finally:
         bar.close()
     return {"ran": len(todo), "skipped": len(done), "wall_seconds": time.perf_counter() - t0}

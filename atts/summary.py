@@ -75,7 +75,9 @@ def summarize(records: list[dict], *, policy: str, dataset: str, split: str, n_q
         "takeover_rate": rate(sum(k.values()), sum(n.values())),
         "takeover_rate_by_turn": [{"turn": t, **rate(k[t], n[t])} for t in sorted(n)],
         "target_chunk_share": chunks["target"] / max(1, sum(chunks.values())),
-        "tokens": {"draft": {"generated": tokens["draft_generated"]},
+        "tokens": {"draft": {"generated": tokens["draft_generated"],
+                             # pipelining: pre-generated chunks discarded after / cancelled before completion
+                             "wasted": tokens["draft_wasted"], "cancelled_requests": tokens["draft_cancelled"]},
                    "target": {"generated": tokens["target_generated"], "scored": tokens["target_scored"]}},
         "stop_reasons": dict(Counter(r.get("stop_reason") for r in complete)),
         "wall_seconds": wall_seconds,
