@@ -60,6 +60,9 @@ class ModelConfig:
     max_concurrency: int = 16
     timeout_s: float = 120.0
     retries: int = 4
+    # sglang: SGLang's native API; openai: an OpenAI-compatible server such as vLLM
+    # (atts.openai_engine). `launch: true` starts SGLang servers only.
+    engine: Literal["sglang", "openai"] = "sglang"
 
     @property
     def model_path(self) -> str:
@@ -87,6 +90,9 @@ class ModelConfig:
         _positive(f"{key}.tp", self.tp)
         if self.retries < 0:
             raise ConfigError(f"{key}.retries: must be >= 0")
+        if self.launch and self.engine != "sglang":
+            raise ConfigError(f"{key}.engine: `launch: true` starts SGLang servers; start the {self.engine} "
+                              "server yourself and give its `urls` (docs/deployment.md)")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ first token included. PPL = exp(-mean logprob).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import random
 import re
@@ -23,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
+
+from atts.balance import Balancer
 
 
 class EngineError(RuntimeError):
@@ -64,6 +65,7 @@ class Generation:
     finish: str  # "stop" (stop string), "eos", "length"
     matched_stop: str | None
     stats: RequestStats
+    top_logprobs: list[dict[int, float]] | None = None
 
 
 @dataclass
@@ -97,18 +99,21 @@ _RETRY_STATUS = {500, 502, 503, 504, 429}
 
 @dataclass
 class SGLangEngine:
+    api_path = "/generate"  # where _post sends requests, and the key a valid answer has
+    body_key = "meta_info"
+
     role: str
     settings: EngineSettings
     context_length: int | None = None
     _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
     _sem: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
-    _rr: itertools.cycle | None = field(default=None, init=False, repr=False)
+    _lb: Balancer | None = field(default=None, init=False, repr=False)
     counters: dict = field(default_factory=lambda: {"requests": 0, "retries": 0, "failures": 0}, init=False)
 
     def __post_init__(self) -> None:
         if not self.settings.urls:
             raise ValueError(f"{self.role}: no server URL")
-        self._rr = itertools.cycle(self.settings.urls)
+        self._lb = Balancer(self.settings.urls)
 
     # -- lifecycle
     async def __aenter__(self) -> "SGLangEngine":
@@ -133,7 +138,7 @@ class SGLangEngine:
 
     async def model_info(self) -> dict:
         self._open()
-        url = next(self._rr)
+        url = self._lb.pick()
         try:
             r = await self._client.get(url + "/get_model_info", timeout=10.0)
             r.raise_for_status()
@@ -241,12 +246,12 @@ class SGLangEngine:
         s = self.settings
         last = "no attempt"
         for attempt in range(s.retries + 1):
-            url = next(self._rr)
+            url = self._lb.pick()
             stats.attempts = attempt + 1
             stats.url = url
             self.counters["requests"] += 1
             try:
-                r = await self._client.post(url + "/generate", json=payload)
+                r = await self._send(url, payload)
                 if r.status_code in _RETRY_STATUS:
                     last = f"HTTP {r.status_code} from {url}"
                 elif r.status_code == 400 and _looks_like_overflow(r.text):
@@ -260,8 +265,8 @@ class SGLangEngine:
                         last = f"invalid JSON from {url}"
                     else:
                         if isinstance(body, dict):
-                            if "meta_info" not in body:
-                                last = f"response without meta_info from {url}"
+                            if self.body_key not in body:
+                                last = f"response without {self.body_key} from {url}"
                             else:
                                 return body
                         else:
@@ -274,6 +279,19 @@ class SGLangEngine:
                 await asyncio.sleep(delay)
         self.counters["failures"] += 1
         raise EngineError(self.role, f"gave up after {s.retries + 1} attempts: {last}")
+
+    async def _send(self, url: str, payload: dict) -> httpx.Response:
+        """One attempt on the pooled client, counted in flight on ``url`` for the
+        balancer; a transport error or retryable status puts ``url`` on cool-down."""
+        with self._lb.track(url):
+            try:
+                r = await self._client.post(url + self.api_path, json=payload)
+            except httpx.TransportError:
+                self._lb.failed(url)
+                raise
+        if r.status_code in _RETRY_STATUS:
+            self._lb.failed(url)
+        return r
 
 
 _CONTEXT_RE = re.compile(r"context length (?:of )?\(?(\d+)")

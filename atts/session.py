@@ -10,6 +10,7 @@ from pathlib import Path
 
 from atts.config import RunConfig
 from atts.engines import EngineError, EngineSettings, SGLangEngine
+from atts.openai_engine import OpenAIEngine
 from atts.prompts import Prompter
 from atts.runner import ROLES, Chunking, Role
 from atts.servers import ServerGroup
@@ -48,8 +49,9 @@ def build_roles(cfg: RunConfig, urls: dict[str, list[str]]) -> dict[str, Role]:
     roles = {}
     for r in ROLES:
         m = getattr(cfg, r)
-        eng = SGLangEngine(r, EngineSettings(tuple(urls[r]), m.max_concurrency, m.timeout_s, retries=m.retries),
-                           context_length=m.context_length)
+        engine_cls = OpenAIEngine if m.engine == "openai" else SGLangEngine
+        eng = engine_cls(r, EngineSettings(tuple(urls[r]), m.max_concurrency, m.timeout_s, retries=m.retries),
+                         context_length=m.context_length)
         try:
             pr = Prompter(m.tokenizer_path, cfg.prompt.template, cfg.prompt.system)
         except (OSError, ValueError) as e:
