@@ -25,7 +25,7 @@ from atts.config import RunConfig, load_config, with_overrides
 from atts.conformal import CalibrationFile
 from atts.data import load_from_config
 from atts.engines import ContextOverflow, EngineError
-from atts.policies import ATTS, ATTSParams
+from atts.policies import ATTS, POLICIES, ATTSParams
 from atts.runner import Progress, SampleContext, SampleState, finished_reason
 from atts.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
 
@@ -38,15 +38,40 @@ def calibration_meta(cfg: RunConfig) -> dict:
         "chunking": {"stop": list(c.stop), "max_tokens_per_chunk": c.max_tokens_per_chunk},
         "draft_temperature": cfg.sampling.draft_temperature, "top_p": cfg.sampling.top_p,
         "prompt": {"template": cfg.prompt.template, "system": cfg.prompt.system},
-    }
+    } | _score_kind(cfg)
 
 
-def policy_params(cfg: RunConfig) -> ATTSParams:
+def _score_kind(cfg: RunConfig) -> dict:
+    """What a calibration score is, for policies whose score is not the target's PPL of
+    a draft chunk (atts_self, specreason_conformal): kept apart from ATTS's files."""
+    kind = getattr(POLICIES[cfg.policy.name], "calibration_kind", None)
+    return {"score": kind(cfg.policy.params)} if kind else {}
+
+
+def calibration_policy(cfg: RunConfig):
+    """The policy whose propose/resolve the calibration rolls out: the configured one
+    if it has them (ATTS and its kin), else ATTS."""
+    cls = POLICIES[cfg.policy.name]
+    policy = cls(cfg.policy.params) if hasattr(cls, "propose") else ATTS(policy_params(cfg))
+    if getattr(policy.params, "pipeline", False):  # calibration runs in phases: no next-turn drafts
+        policy.params = dataclasses.replace(policy.params, pipeline=False)
+    return policy
+
+
+def score_of(policy, prop) -> float | None:
+    """A proposal's nonconformity score: the policy's own, or the scoring's PPL."""
+    f = getattr(policy, "nonconformity", None)
+    if f is not None:
+        return f(prop)
+    return prop.scoring.ppl if prop.scoring is not None else None
+
+
+def policy_params(cfg: RunConfig):
     p = cfg.policy.params
-    return p if isinstance(p, ATTSParams) else ATTSParams()
+    return p if hasattr(p, "alpha") and hasattr(p, "grouping") else ATTSParams()
 
 
-async def _first_chunk_scores(roles, chunking, questions, k, progress) -> dict[str, list[float]]:
+async def _first_chunk_scores(policy, roles, chunking, questions, k, progress) -> dict[str, list[float]]:
     bar = Progress(len(questions) * k, "calibrate (turn 0)", progress)
     scores: dict[str, list[float]] = {}
     failures = []
@@ -54,10 +79,9 @@ async def _first_chunk_scores(roles, chunking, questions, k, progress) -> dict[s
     async def one(q, r):
         ctx = SampleContext(SampleState(q, r), roles, chunking)
         try:
-            g = await ctx.generate("draft")
-            s = await ctx.score(g)
+            s = score_of(policy, await policy.propose(ctx))
             if s is not None:
-                scores.setdefault(q.id, []).append(s.ppl)
+                scores.setdefault(q.id, []).append(s)
         except EngineError as e:
             failures.append(str(e))
         bar.update({"status": "done", "steps": [], "correct": False})
@@ -77,9 +101,8 @@ def _check_failures(failures: list[str], total: int) -> None:
             raise EngineError("calibrate", f"{len(failures)} of {total} calibration samples failed")
 
 
-async def _per_turn_scores(roles, chunking, questions, k, params: ATTSParams, min_per_turn: int,
+async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_per_turn: int,
                            progress: bool) -> dict[str, list[float]]:
-    policy = ATTS(dataclasses.replace(params, pipeline=False), gate=None)  # phases: no next-turn drafts
     ctxs = [SampleContext(SampleState(q, r), roles, chunking) for q in questions for r in range(k)]
     groups: dict[str, list[float]] = {}
     failures: list[str] = []
@@ -102,7 +125,7 @@ async def _per_turn_scores(roles, chunking, questions, k, params: ATTSParams, mi
 
         # phase 1: every active sample proposes its turn-t draft chunk, scored
         props = await asyncio.gather(*(guarded(policy.propose(c), c) for c in active))
-        turn_scores = [p.scoring.ppl for p in props if p is not None and p.scoring is not None]
+        turn_scores = [s for s in (score_of(policy, p) for p in props if p is not None) if s is not None]
         if len(turn_scores) < min_per_turn:
             break
         groups[f"turn:{t}"] = turn_scores
@@ -134,10 +157,11 @@ async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, pr
               "calibrated questions (the paper's setting: calibration.split = dataset.split)", file=sys.stderr)
     t0 = time.perf_counter()
     if params.grouping == "per_turn":
-        scores = await _per_turn_scores(roles, chunking, questions, k, params, cfg.calibration.min_per_turn, progress)
+        scores = await _per_turn_scores(calibration_policy(cfg), roles, chunking, questions, k, params,
+                                        cfg.calibration.min_per_turn, progress)
         alpha = params.alpha
     else:
-        by_q = await _first_chunk_scores(roles, chunking, questions, k, progress)
+        by_q = await _first_chunk_scores(calibration_policy(cfg), roles, chunking, questions, k, progress)
         scores = ({"all": [s for v in by_q.values() for s in v]} if params.grouping == "marginal"
                   else {f"q:{qid}": v for qid, v in by_q.items()})
         alpha = None

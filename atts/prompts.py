@@ -59,6 +59,15 @@ class Prompter:
                                             add_generation_prompt=True, tokenize=False)
         return self.tok.encode(text, add_special_tokens=False)
 
+    def judge_ids(self, q: Question, reasoning: str, instruction: str, prefill: str) -> list[int]:
+        """A judge prompt: the question, the reasoning so far as the assistant's turn, a
+        user turn with ``instruction``, and the assistant's answer pre-filled with
+        ``prefill`` (SpecReason's step rating)."""
+        msgs = messages(q, self.template, self.system) + [{"role": "assistant", "content": reasoning},
+                                                          {"role": "user", "content": instruction}]
+        text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return self.tok.encode(text + prefill, add_special_tokens=False)
+
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False)
 

@@ -129,16 +129,18 @@ class SampleContext:
         return ids
 
     async def generate(self, role: str, attempt: int = 0, after: Generation | None = None,
-                       turn: int | None = None) -> Generation:
+                       turn: int | None = None, max_tokens: int | None = None) -> Generation:
         """One chunk from ``role``, continuing the kept history (and ``after``, a chunk
         not yet kept: the append mode continues after the draft chunk; a pipelined policy
-        drafts turn ``turn`` = this turn + 1 after it)."""
+        drafts turn ``turn`` = this turn + 1 after it). ``max_tokens`` caps this chunk
+        below the configured chunk size (look-aheads)."""
         r = self.roles[role]
         ids = self.request_ids(role, after)
         c = self.chunking
         turn = self.state.turn if turn is None else turn
         g = await r.engine.generate(
-            ids, max_new_tokens=c.max_tokens, stop=list(c.stop), temperature=r.temperature, top_p=c.top_p,
+            ids, max_new_tokens=min(max_tokens or c.max_tokens, c.max_tokens), stop=list(c.stop),
+            temperature=r.temperature, top_p=c.top_p,
             seed=request_seed(c.seed, self.state.question.id, self.state.repeat, turn, role, attempt))
         self.state.tokens[f"{role}_generated"] += g.stats.output_tokens
         return g
@@ -150,21 +152,22 @@ class SampleContext:
             return list(g.token_ids)
         return self.roles[role].prompter.encode(g.text)
 
-    async def score(self, g: Generation) -> Scoring | None:
-        """The target's logprobs of chunk ``g`` after the kept history; None for an
-        empty chunk (the draft ended at once: nothing to judge)."""
-        chunk = self.chunk_ids_for(g, "target")
+    async def score(self, g: Generation, role: str = "target") -> Scoring | None:
+        """``role``'s logprobs of chunk ``g`` after the kept history (the target's, or a
+        model scoring itself); None for an empty chunk (the draft ended at once: nothing
+        to judge)."""
+        chunk = self.chunk_ids_for(g, role)
         if not chunk:
             return None
-        s = await self.roles["target"].engine.score(self.scoring_prefix_ids(), chunk)
-        self.state.tokens["target_scored"] += len(chunk)
+        s = await self.roles[role].engine.score(self.scoring_prefix_ids(role), chunk)
+        self.state.tokens[f"{role}_scored"] = self.state.tokens.get(f"{role}_scored", 0) + len(chunk)
         return s
 
-    def scoring_prefix_ids(self) -> list[int]:
+    def scoring_prefix_ids(self, role: str = "target") -> list[int]:
         if self.chunking.scoring_prompt == "text":
-            p = self.roles["target"].prompter
+            p = self.roles[role].prompter
             return p.encode(user_text(self.state.question, p.template) + "\n\n" + self.state.text)
-        return self.prefix_ids("target")
+        return self.prefix_ids(role)
 
     # -- history and records
     def segment_of(self, g: Generation) -> Segment:
@@ -290,7 +293,10 @@ async def run_all(policy, questions: list[Question], samples_per_question: int, 
     loop = asyncio.get_running_loop()
 
     async def one(q: Question, r: int) -> None:
-        state = await run_sample(policy, SampleState(q, r), roles, chunking)
+        try:
+            state = await run_sample(policy, SampleState(q, r), roles, chunking)
+        finally:
+            policy.on_sample_end(q, r)  # e.g. leaves a synchronous policy's per-question barrier
         answer = extract_answer(state.text, q.kind)
         correct = None
         if state.status in COMPLETE:
@@ -299,6 +305,7 @@ async def run_all(policy, questions: list[Question], samples_per_question: int, 
         store.write_sample(rec)
         bar.update(rec)
 
+    policy.begin(todo)  # the samples this invocation runs (those done on disk take no part)
     t0 = time.perf_counter()
     try:
         if schedule == "concurrent":
