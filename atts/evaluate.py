@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,10 @@ def load_gate(cfg: RunConfig, path: Path | None, force: bool) -> tuple[Conformal
 
 
 async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration: Path | None = None,
-                         force: bool = False, progress: bool = True, command: list[str] | None = None) -> dict:
+                         force: bool = False, progress: bool = True, command: list[str] | None = None,
+                         schedule: str = "concurrent", scoring_prompt: str = "shared") -> dict:
+    """``schedule`` and ``scoring_prompt``: see `atts.runner.run_all` and `Chunking`
+    (other values than the defaults only reproduce the research code's costs: atts.bench)."""
     gate, cal = load_gate(cfg, calibration, force)
     policy = make_policy(cfg.policy.name, cfg.policy.params, gate)
     questions = load_from_config(cfg.dataset)
@@ -82,7 +86,8 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
     store.open(run_hash(cfg, cal.hash if cal else None), manifest, force=force)
     t0 = time.perf_counter()
     with Grader(cfg.grading_workers) as grader:
-        stats = await run_all(policy, questions, k, roles, chunking_of(cfg), store, grader, progress)
+        chunking = dataclasses.replace(chunking_of(cfg), scoring_prompt=scoring_prompt)
+        stats = await run_all(policy, questions, k, roles, chunking, store, grader, progress, schedule=schedule)
     wall = time.perf_counter() - t0
     wanted = {f"q{q.index:05d}-r{r:03d}" for q in questions for r in range(k)}
     records = [rec for key, rec in store.completed().items() if key in wanted]
