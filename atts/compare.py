@@ -89,8 +89,9 @@ def build_entries(args) -> tuple[RunConfig, list[Entry]]:
 
 
 def _with_calibration_path(cfg: RunConfig, out: Path) -> RunConfig:
-    """Calibrated runs whose scores mean the same (same calibration meta, grouping and,
-    per turn, alpha) share one file."""
+    """Calibrated runs whose scores mean the same (same calibration meta and policy
+    parameters: per turn, the policy's own rollout reaches the later turns) share one
+    file."""
     from atts.calibrate import calibration_meta, policy_params
     from atts.policies import POLICIES
 
@@ -98,7 +99,7 @@ def _with_calibration_path(cfg: RunConfig, out: Path) -> RunConfig:
         return cfg
     p = policy_params(cfg)
     key = {"meta": calibration_meta(cfg), "grouping": p.grouping,
-           "alpha": p.alpha if p.grouping == "per_turn" else None,
+           "policy": _params(cfg) if p.grouping == "per_turn" else p.grouping,
            "calibration": dataclasses.asdict(cfg.calibration) | {"path": None}}
     kind = calibration_meta(cfg).get("score", "target_ppl").split(":")[0]
     path = out / f"calibration-{kind}-{stable_hash(key)[:10]}.json"

@@ -2,6 +2,7 @@
 in test_atts_real.py are what show the feature working)."""
 
 import asyncio
+from pathlib import Path
 
 from atts.conformal import ConformalCalibration, ConformalGate
 from atts.data import Question
@@ -195,3 +196,17 @@ def test_spec_thinking_recap_after_negative_paragraphs():
     assert kinds[5:7] == [(2, "target", None, True, False), (2, "target", None, False, False)]
     assert "Let me check whether there are some wrong steps:R1" in state.text
     assert kinds[7] == (3, "draft", "neutral", False, False)
+
+
+def test_compare_user_errors_exit_2(tmp_path, capsys):
+    from atts.compare import main
+
+    cfg = str(Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml")
+    base = ["--config", cfg, "--output", str(tmp_path / "c")]
+    assert main(base + ["--policies", "atts,nope"]) == 2
+    assert main(base + ["--policies", "atts,atts"]) == 2
+    assert main(base + ["--policies", "atts", "--set", "policy.alpha=0.3"]) == 2
+    assert main(base + ["--policies", "atts", "--param", "other.alpha=0.3"]) == 2
+    assert main(base + ["--policies", "x=sync_ranked", "--param", "x.alpha=2"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown policy 'nope'" in err and "Traceback" not in err and "alpha: must be in [0, 1]" in err

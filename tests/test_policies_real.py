@@ -1,5 +1,5 @@
 """Every comparison policy on the testbed against real SGLang, through `atts compare`:
-one module-scoped comparison (8 questions x 4 samples, alpha 0.5) backs one test per
+one module-scoped comparison (6 questions x 4 samples, alpha 0.5) backs one test per
 policy, each asserting the policy's definition on every recorded step."""
 
 import argparse
@@ -19,7 +19,7 @@ from conftest import ROOT
 pytestmark = pytest.mark.server
 
 ALPHA = 0.5
-N_QUESTIONS, K = 8, 4
+N_QUESTIONS, K = 6, 4
 POLICIES = ("random_takeover,sync_ranked,specreason,specreason_conformal,spec_thinking,random_switch,atts_self")
 PARAMS = ["specreason.score=average", "specreason.threshold=6.5",  # the tiny target's average scores straddle 6.5
           "specreason_conformal.grouping=marginal", "atts_self.grouping=marginal", "atts_self.max_resample=2",
@@ -29,7 +29,7 @@ PARAMS = ["specreason.score=average", "specreason.threshold=6.5",  # the tiny ta
 
 def _args(testbed, out: Path, policies=POLICIES, params=PARAMS):
     sets = ["draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
-            f"target.urls=[{testbed.urls['target']}]", "calibration.limit=20"]
+            f"target.urls=[{testbed.urls['target']}]", "calibration.limit=15"]
     return argparse.Namespace(config=str(ROOT / "configs/testbed.yaml"), policies=policies, output=str(out),
                               limit=N_QUESTIONS, samples_per_question=K, alpha=ALPHA, set=sets, param=params,
                               no_progress=True)
