@@ -188,7 +188,8 @@ def _from_echo(role: str, choice: dict, ids: list[int], p: int) -> list[float]:
     values = lp.get("token_logprobs") if isinstance(lp, dict) else None
     if not isinstance(values, list) or len(values) < len(ids):
         got = len(values) if isinstance(values, list) else None
-        raise EngineError(role, f"malformed score response: expected >= {len(ids)} echoed token_logprobs, got {got}")
+        raise EngineError(role, f"malformed score response: expected >= {len(ids)} echoed token_logprobs, got {got} "
+                                "(the server returns no prompt logprobs; for SGLang use `engine: sglang`)")
     tokens = lp.get("tokens")
     out = []
     for i in range(p, len(ids)):
