@@ -153,10 +153,21 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    """PNG with a 256-colour palette: plots have few colours, and the file is a third
+    of the size (reports are committed and embedded in HTML)."""
+    import io
 
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    buf.seek(0)
+    img = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG", optimize=True)
+    os.replace(tmp, path)
     return path
 
 
@@ -411,7 +422,7 @@ def _ci(rate: dict) -> str:
 
 
 def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[list]]:
-    header = ["run", "answer field", "grader", "samples", "pass@1", "maj@k", "pass@k", "no answer"]
+    header = ["run", "answer field", "grader", "samples", "pass@1", "maj@k", "pass@k", "no answer / unclear"]
     rows = []
     for r in runs:
         g = r.grades
@@ -424,7 +435,7 @@ def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[
         for jd in r.judges:
             j = judge_metrics(jd)
             rows.append([r.label, jd.get("answer_field", "answer"), f"LLM judge ({', '.join(j['models'])})",
-                         j["n_samples"], None, None, j["pass@k"], None])
+                         j["n_samples"], None, None, j["pass@k"], f"{j['unclear']} unclear verdicts"])
     for lg in legacy:
         name = lg.get("label") or Path(lg["source"]).name
         for f, m in lg["fields"].items():
@@ -434,11 +445,13 @@ def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[
 
 
 def judge_metrics(j: dict) -> dict:
+    """pass@k over the questions the judge gave a yes/no verdict on; `unclear`: replies
+    that were neither (or failed), left out of pass@k."""
     qs = list(j.get("questions", {}).values())
     done = [q for q in qs if q.get("verdict") is not None]
     return {"pass@k": sum(bool(q["verdict"]) for q in done) / len(done) if done else None,
-            "n_questions": len(done), "n_samples": sum(len(q.get("answers", [])) for q in done),
-            "models": sorted({str(q.get("model")) for q in qs})}
+            "n_questions": len(done), "n_samples": sum(len(q.get("answers", [])) for q in qs),
+            "models": sorted({str(q.get("model")) for q in qs}), "unclear": len(qs) - len(done)}
 
 
 def summary_rows(runs: list[Run]) -> tuple[list[str], list[list]]:
