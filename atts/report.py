@@ -195,11 +195,12 @@ def plot_calibration(run: Run, path: Path, max_panels: int = 6) -> Path:
     else:
         pooled = [s for v in cal.scores.values() for s in v]
         med = statistics.median(th.values()) if th else None
-        panels = [("all questions pooled (line: median per-question threshold)", pooled, med,
+        panels = [("all questions pooled; line: median of the per-question thresholds", pooled, med,
                    [p for ps in ev.values() for p in ps])]
     cols = min(3, len(panels))
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    size = (4.2 * cols, 3.2 * rows) if len(panels) > 1 else (7.5, 4.5)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     import numpy as np
 
     # x = PPL - 1 on a log scale: chunks the target finds near-certain sit at PPL ~ 1 and
@@ -517,8 +518,15 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
                 doc.table(["turn", "decisions", "takeovers", "rate", "95% low", "95% high"],
                           [[t["turn"], t["n"], t["k"], t["rate"], t["low"], t["high"]]
                            for t in r.summary["takeover_rate_by_turn"]])
+    from atts.conformal import CalibrationError
+
     for r in runs:
         if r.calibration is not None and r.alpha is not None:
+            try:
+                thresholds(r.calibration, r.alpha)
+            except CalibrationError as e:  # e.g. a per-turn calibration forced onto another alpha
+                doc.p(f"{r.label}: calibration histogram left out ({e})")
+                continue
             doc.h(2, f"Calibration PPLs: {r.label}")
             doc.img(plot_calibration(r, out / f"calibration_ppl_{slug(r.label)}.png"), "calibration PPL histogram")
             th = thresholds(r.calibration, r.alpha)
