@@ -153,10 +153,21 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    """PNG with a 256-colour palette: plots have few colours, and the file is a third
+    of the size (reports are committed and embedded in HTML)."""
+    import io
 
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    buf.seek(0)
+    img = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG", optimize=True)
+    os.replace(tmp, path)
     return path
 
 
@@ -184,11 +195,12 @@ def plot_calibration(run: Run, path: Path, max_panels: int = 6) -> Path:
     else:
         pooled = [s for v in cal.scores.values() for s in v]
         med = statistics.median(th.values()) if th else None
-        panels = [("all questions pooled (line: median per-question threshold)", pooled, med,
+        panels = [("all questions pooled; line: median of the per-question thresholds", pooled, med,
                    [p for ps in ev.values() for p in ps])]
     cols = min(3, len(panels))
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    size = (4.2 * cols, 3.2 * rows) if len(panels) > 1 else (7.5, 4.5)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     import numpy as np
 
     # x = PPL - 1 on a log scale: chunks the target finds near-certain sit at PPL ~ 1 and
@@ -411,7 +423,7 @@ def _ci(rate: dict) -> str:
 
 
 def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[list]]:
-    header = ["run", "answer field", "grader", "samples", "pass@1", "maj@k", "pass@k", "no answer"]
+    header = ["run", "answer field", "grader", "samples", "pass@1", "maj@k", "pass@k", "no answer / unclear"]
     rows = []
     for r in runs:
         g = r.grades
@@ -424,7 +436,7 @@ def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[
         for jd in r.judges:
             j = judge_metrics(jd)
             rows.append([r.label, jd.get("answer_field", "answer"), f"LLM judge ({', '.join(j['models'])})",
-                         j["n_samples"], None, None, j["pass@k"], None])
+                         j["n_samples"], None, None, j["pass@k"], f"{j['unclear']} unclear verdicts"])
     for lg in legacy:
         name = lg.get("label") or Path(lg["source"]).name
         for f, m in lg["fields"].items():
@@ -434,11 +446,13 @@ def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[
 
 
 def judge_metrics(j: dict) -> dict:
+    """pass@k over the questions the judge gave a yes/no verdict on; `unclear`: replies
+    that were neither (or failed), left out of pass@k."""
     qs = list(j.get("questions", {}).values())
     done = [q for q in qs if q.get("verdict") is not None]
     return {"pass@k": sum(bool(q["verdict"]) for q in done) / len(done) if done else None,
-            "n_questions": len(done), "n_samples": sum(len(q.get("answers", [])) for q in done),
-            "models": sorted({str(q.get("model")) for q in qs})}
+            "n_questions": len(done), "n_samples": sum(len(q.get("answers", [])) for q in qs),
+            "models": sorted({str(q.get("model")) for q in qs}), "unclear": len(qs) - len(done)}
 
 
 def summary_rows(runs: list[Run]) -> tuple[list[str], list[list]]:
@@ -504,8 +518,15 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
                 doc.table(["turn", "decisions", "takeovers", "rate", "95% low", "95% high"],
                           [[t["turn"], t["n"], t["k"], t["rate"], t["low"], t["high"]]
                            for t in r.summary["takeover_rate_by_turn"]])
+    from atts.conformal import CalibrationError
+
     for r in runs:
         if r.calibration is not None and r.alpha is not None:
+            try:
+                thresholds(r.calibration, r.alpha)
+            except CalibrationError as e:  # e.g. a per-turn calibration forced onto another alpha
+                doc.p(f"{r.label}: calibration histogram left out ({e})")
+                continue
             doc.h(2, f"Calibration PPLs: {r.label}")
             doc.img(plot_calibration(r, out / f"calibration_ppl_{slug(r.label)}.png"), "calibration PPL histogram")
             th = thresholds(r.calibration, r.alpha)
