@@ -70,7 +70,7 @@ VARIANTS = {v.name: v for v in (
 
 def scoring_cache(records: list[dict]) -> dict:
     """Radix-cache reuse on score requests: cached prompt tokens / prompt tokens."""
-    cached = prompt = n = 0
+    cached = prompt = n = bound = 0
     for rec in records:
         for s in rec["steps"]:
             for r in s.get("requests", ()):
@@ -78,8 +78,13 @@ def scoring_cache(records: list[dict]) -> dict:
                     n += 1
                     cached += r.get("cached_tokens", 0)
                     prompt += r.get("prompt_tokens", 0)
+                    # at most the prefix minus its last token can come from the cache: the
+                    # chunk is new to the target, and the logits of the chunk's first token
+                    # need the last prefix position recomputed (logprob_start_len = P - 1)
+                    bound += r.get("prompt_tokens", 0) - s.get("n_tokens", 0) - 1
     return {"requests": n, "prompt_tokens": prompt, "cached_tokens": cached,
-            "hit_rate": cached / prompt if prompt else None}
+            "hit_rate": cached / prompt if prompt else None,
+            "hit_rate_upper_bound": bound / prompt if prompt else None}
 
 
 def row_figures(name: str, summary: dict, records: list[dict]) -> dict:
