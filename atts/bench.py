@@ -70,16 +70,27 @@ VARIANTS = {v.name: v for v in (
 
 def scoring_cache(records: list[dict]) -> dict:
     """Radix-cache reuse on score requests: cached prompt tokens / prompt tokens."""
-    cached = prompt = n = 0
+    cached = prompt = n = bound = 0
+    gen = [0, 0]  # the target's generation requests: cached, prompt tokens
     for rec in records:
         for s in rec["steps"]:
             for r in s.get("requests", ()):
+                if r.get("kind") == "generate" and r.get("role") == "target":
+                    gen[0] += r.get("cached_tokens", 0)
+                    gen[1] += r.get("prompt_tokens", 0)
                 if r.get("kind") == "score":
                     n += 1
                     cached += r.get("cached_tokens", 0)
                     prompt += r.get("prompt_tokens", 0)
+                    # at most the prefix minus its last token can come from the cache: the
+                    # chunk is new to the target, and the logits of the chunk's first token
+                    # need the last prefix position recomputed (logprob_start_len = P - 1)
+                    bound += r.get("prompt_tokens", 0) - s.get("n_tokens", 0) - 1
     return {"requests": n, "prompt_tokens": prompt, "cached_tokens": cached,
-            "hit_rate": cached / prompt if prompt else None}
+            "hit_rate": cached / prompt if prompt else None,
+            "hit_rate_upper_bound": bound / prompt if prompt else None,
+            "target_generate_hit_rate": gen[0] / gen[1] if gen[1] else None,
+            "target_all_hit_rate": (cached + gen[0]) / (prompt + gen[1]) if prompt + gen[1] else None}
 
 
 def row_figures(name: str, summary: dict, records: list[dict]) -> dict:
@@ -208,8 +219,11 @@ async def measure_orchestrator(cfg: RunConfig, urls: dict, n: int, max_turns: in
     from atts.evaluate import evaluate_async
     from atts.session import build_roles, close_roles
 
+    from atts.store import versions
+
     lcfg = level_config(cfg, n, max_turns, out)
     roles = build_roles(lcfg, urls)  # pools sized to this level
+    versions()  # the run manifest imports sglang, torch...: once per process, not the orchestrator's steady cost
     try:
         await flush_caches(urls)
         c0, t0 = cpu_seconds(), time.perf_counter()

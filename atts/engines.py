@@ -96,6 +96,7 @@ class EngineSettings:
 
 
 _RETRY_STATUS = {500, 502, 503, 504, 429}
+POOL_SHARD = 16  # connections per httpx client of an engine's pool (see SGLangEngine._open)
 
 
 @dataclass
@@ -125,16 +126,31 @@ class SGLangEngine:
         await self.aclose()
 
     def _open(self) -> None:
+        """The connection pool, sized to the concurrency limit, built once: shards of
+        ``POOL_SHARD`` connections each, because httpcore scans its whole pool (with a
+        term quadratic in idle connections) on every request and response; with one
+        pool of 1,000 connections that scan was most of the client's CPU time
+        (docs/benchmarks.md). A request takes a free slot of some shard."""
         if self._client is None:
             s = self.settings
-            limits = httpx.Limits(max_connections=s.max_concurrency + 4, max_keepalive_connections=s.max_concurrency + 4)
+            n = s.max_concurrency + 4
+            m = min(POOL_SHARD, n)
+            limits = httpx.Limits(max_connections=m, max_keepalive_connections=m)
             timeout = httpx.Timeout(s.timeout_s, connect=s.connect_timeout_s)
-            self._client = httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+            ssl = httpx.create_ssl_context(trust_env=False)  # loaded once, shared by the shards
+            self._shards = [httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False, verify=ssl)
+                            for _ in range(-(-n // m))]
+            self._slots = asyncio.Queue()
+            for _ in range(m):
+                for c in self._shards:
+                    self._slots.put_nowait(c)
+            self._client = self._shards[0]  # for one-off requests (model_info)
             self._sem = asyncio.Semaphore(s.max_concurrency)
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            for c in self._shards:
+                await c.aclose()
             self._client = None
 
     async def model_info(self) -> dict:
@@ -289,12 +305,15 @@ class SGLangEngine:
     async def _send(self, url: str, payload: dict) -> httpx.Response:
         """One attempt on the pooled client, counted in flight on ``url`` for the
         balancer; a transport error or retryable status puts ``url`` on cool-down."""
+        client = await self._slots.get()
         with self._lb.track(url):
             try:
-                r = await self._client.post(url + self.api_path, json=payload)
+                r = await client.post(url + self.api_path, json=payload)
             except httpx.TransportError:
                 self._lb.failed(url)
                 raise
+            finally:
+                self._slots.put_nowait(client)
         if r.status_code in _RETRY_STATUS:
             self._lb.failed(url)
         return r

@@ -302,7 +302,7 @@ async def run_all(policy, questions: list[Question], samples_per_question: int, 
         if state.status in COMPLETE:
             correct = (await loop.run_in_executor(None, grader.grade, [(answer, q.answer, q.kind)]))[0]
         rec = sample_record(state, policy.name, correct)
-        store.write_sample(rec)
+        await loop.run_in_executor(None, store.write_sample, rec)  # an atomic write fsyncs: off the event loop
         bar.update(rec)
 
     policy.begin(todo)  # the samples this invocation runs (those done on disk take no part)
