@@ -90,13 +90,29 @@ def replicas(testbed, tmp_path_factory):
         assert not left, f"processes left after teardown: {left}"
 
 
-def _atts_run(testbed, tmp, target_urls: list[str], name: str) -> tuple[dict, dict]:
-    """Calibrate and evaluate ATTS (K=1, N_QUESTIONS) with the target at ``target_urls``."""
-    sets = ["samples_per_question=1", f"calibration.limit={N_QUESTIONS}", "calibration.min_per_turn=5",
-            "policy.alpha=0.5", f"target.urls=[{', '.join(target_urls)}]"]
-    cfg = testbed.config(tmp, sets=sets, limit=N_QUESTIONS, output_dir=str(tmp / name))
+@pytest.fixture(scope="module")
+def calibration(testbed, replicas, tmp_path_factory):
+    """One ATTS calibration (K=1, N_QUESTIONS), its target requests through the router;
+    both evaluations below use it."""
+    tmp = tmp_path_factory.mktemp("router-calibration")
+    cfg = _config(testbed, tmp, [replicas["router"]], "unused")
     cal = _run(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
     cal.save(cfg.calibration_path)
+    return cfg.calibration_path
+
+
+def _config(testbed, tmp, target_urls: list[str], name: str, calibration=None):
+    sets = ["samples_per_question=1", f"calibration.limit={N_QUESTIONS}", "calibration.min_per_turn=5",
+            "policy.alpha=0.5", f"target.urls=[{', '.join(target_urls)}]"]
+    if calibration:
+        sets.append(f"calibration.path={calibration}")
+    return testbed.config(tmp, sets=sets, limit=N_QUESTIONS, output_dir=str(tmp / name))
+
+
+def _atts_run(testbed, tmp, target_urls: list[str], name: str, calibration) -> tuple[dict, dict]:
+    """Evaluate ATTS (K=1, N_QUESTIONS) with the target at ``target_urls``; also returns
+    the target's requests per URL as atts recorded them."""
+    cfg = _config(testbed, tmp, target_urls, name, calibration)
     summary = _run(cfg, lambda roles: evaluate_async(cfg, roles, progress=False))
     by_url: dict[str, int] = {}
     for p in (tmp / name / "samples").glob("*.json"):
@@ -107,9 +123,9 @@ def _atts_run(testbed, tmp, target_urls: list[str], name: str) -> tuple[dict, di
     return summary, by_url
 
 
-def test_atts_through_sglang_router_spreads_over_both_replicas(testbed, replicas, tmp_path):
+def test_atts_through_sglang_router_spreads_over_both_replicas(testbed, replicas, calibration, tmp_path):
     before = [served(u) for u in replicas["replicas"]]
-    summary, by_url = _atts_run(testbed, tmp_path, [replicas["router"]], "router")
+    summary, by_url = _atts_run(testbed, tmp_path, [replicas["router"]], "router", calibration)
     after = [served(u) for u in replicas["replicas"]]
     delta = [a - b for a, b in zip(after, before)]
     print(f"router: requests per replica {delta}, target requests seen by atts {by_url}")
@@ -120,9 +136,9 @@ def test_atts_through_sglang_router_spreads_over_both_replicas(testbed, replicas
     assert min(delta) >= 0.3 * sum(delta) and sum(delta) >= sum(by_url.values())
 
 
-def test_atts_balances_over_two_target_urls_itself(testbed, replicas, tmp_path):
+def test_atts_balances_over_two_target_urls_itself(testbed, replicas, calibration, tmp_path):
     before = [served(u) for u in replicas["replicas"]]
-    summary, by_url = _atts_run(testbed, tmp_path, replicas["replicas"], "direct")
+    summary, by_url = _atts_run(testbed, tmp_path, replicas["replicas"], "direct", calibration)
     after = [served(u) for u in replicas["replicas"]]
     delta = [a - b for a, b in zip(after, before)]
     print(f"direct: requests per replica {delta}, target requests by url (atts) {by_url}")

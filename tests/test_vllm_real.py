@@ -21,7 +21,7 @@ from atts.session import build_roles, close_roles
 from atts.vllm_server import VLLMSpec, vllm_python
 from conftest import MODELS
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # slow: two vLLM start-ups; skipped without .venv-vllm
 
 N_QUESTIONS = 10
 
