@@ -60,6 +60,9 @@ class ModelConfig:
     max_concurrency: int = 16
     timeout_s: float = 120.0
     retries: int = 4
+    backoff_s: float = 0.5  # first retry delay; doubles per retry (capped at 8 s), with jitter
+    on_server_down: Literal["fail", "wait"] = "fail"  # a dead server stops the run, or is waited for
+    down_wait_s: float = 600.0  # on_server_down: wait: the longest wait for /health to answer again
 
     @property
     def model_path(self) -> str:
@@ -87,6 +90,10 @@ class ModelConfig:
         _positive(f"{key}.tp", self.tp)
         if self.retries < 0:
             raise ConfigError(f"{key}.retries: must be >= 0")
+        if self.backoff_s < 0:
+            raise ConfigError(f"{key}.backoff_s: must be >= 0")
+        _positive(f"{key}.timeout_s", self.timeout_s)
+        _positive(f"{key}.down_wait_s", self.down_wait_s)
 
 
 @dataclass(frozen=True)

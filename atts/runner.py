@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from atts.data import Question
-from atts.engines import ContextOverflow, EngineError, Generation, Scoring, SGLangEngine
+from atts.engines import ContextOverflow, EngineError, Generation, Scoring, ServerDown, SGLangEngine
 from atts.grading import Grader, extract_answer, extract_boxed
 from atts.prompts import Prompter
 from atts.store import RunStore, sample_key
@@ -207,6 +207,8 @@ async def run_sample(policy, state: SampleState, roles: dict[str, Role], chunkin
                 state.status, state.stop_reason = "done", reason
     except ContextOverflow as e:
         state.status, state.stop_reason, state.error = "truncated", "context_overflow", str(e)
+    except ServerDown:
+        raise  # not this sample's fault: run_all stops the run, the sample stays missing
     except EngineError as e:
         state.status, state.error = "failed", str(e)
     state.finished = time.time()
@@ -265,8 +267,16 @@ async def run_all(policy, questions: list[Question], samples_per_question: int, 
         bar.update(rec)
 
     t0 = time.perf_counter()
+    tasks = [asyncio.ensure_future(one(q, r)) for q, r in todo]
     try:
-        await asyncio.gather(*(one(q, r) for q, r in todo))
+        await asyncio.gather(*tasks)
+    except BaseException:
+        # a server is down (or Ctrl-C): stop every other sample before anything else is
+        # torn down, so that none is recorded as failed on the way out
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         bar.close()
     return {"ran": len(todo), "skipped": len(done), "wall_seconds": time.perf_counter() - t0}

@@ -48,7 +48,9 @@ def build_roles(cfg: RunConfig, urls: dict[str, list[str]]) -> dict[str, Role]:
     roles = {}
     for r in ROLES:
         m = getattr(cfg, r)
-        eng = SGLangEngine(r, EngineSettings(tuple(urls[r]), m.max_concurrency, m.timeout_s, retries=m.retries),
+        eng = SGLangEngine(r, EngineSettings(tuple(urls[r]), m.max_concurrency, m.timeout_s, retries=m.retries,
+                                             backoff_s=m.backoff_s, on_server_down=m.on_server_down,
+                                             down_wait_s=m.down_wait_s),
                            context_length=m.context_length)
         try:
             pr = Prompter(m.tokenizer_path, cfg.prompt.template, cfg.prompt.system)
