@@ -146,6 +146,8 @@ class FaultProxy:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass
+        except asyncio.CancelledError:
+            pass  # the proxy is stopping (a cancelled handler would be logged as an error)
         finally:
             self._writers.discard(writer)
             if not writer.is_closing():
