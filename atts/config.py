@@ -63,6 +63,9 @@ class ModelConfig:
     # sglang: SGLang's native API; openai: an OpenAI-compatible server such as vLLM
     # (atts.openai_engine). `launch: true` starts SGLang servers only.
     engine: Literal["sglang", "openai"] = "sglang"
+    backoff_s: float = 0.5  # first retry delay; doubles per retry (capped at 8 s), with jitter
+    on_server_down: Literal["fail", "wait"] = "fail"  # a dead server stops the run, or is waited for
+    down_wait_s: float = 600.0  # on_server_down: wait: the longest wait for /health to answer again
 
     @property
     def model_path(self) -> str:
@@ -93,6 +96,10 @@ class ModelConfig:
         if self.launch and self.engine != "sglang":
             raise ConfigError(f"{key}.engine: `launch: true` starts SGLang servers; start the {self.engine} "
                               "server yourself and give its `urls` (docs/deployment.md)")
+        if self.backoff_s < 0:
+            raise ConfigError(f"{key}.backoff_s: must be >= 0")
+        _positive(f"{key}.timeout_s", self.timeout_s)
+        _positive(f"{key}.down_wait_s", self.down_wait_s)
 
 
 @dataclass(frozen=True)

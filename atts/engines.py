@@ -39,6 +39,17 @@ class ContextOverflow(EngineError):
     """The prompt plus the requested tokens exceed the model's context length."""
 
 
+class MalformedResponse(EngineError):
+    """A 200 response whose body is not what the request asked for (no logprobs, too few
+    of them, wrong tokens). Transient like a 5xx: the request is retried."""
+
+
+class ServerDown(EngineError):
+    """A request exhausted its retries on transport errors or 5xx, and the role's server
+    no longer answers ``/health``: the run stops (or, with ``on_server_down: wait``, it
+    waited ``down_wait_s`` for the server to come back, in vain). Not a sample failure."""
+
+
 @dataclass
 class RequestStats:
     """Where the time of one logical request went (retries included)."""
@@ -93,6 +104,8 @@ class EngineSettings:
     retries: int = 4
     backoff_s: float = 0.5
     backoff_max_s: float = 8.0
+    on_server_down: str = "fail"  # fail: stop the run | wait: poll /health up to down_wait_s, then retry
+    down_wait_s: float = 600.0
 
 
 _RETRY_STATUS = {500, 502, 503, 504, 429}
@@ -233,47 +246,78 @@ class SGLangEngine:
         p = len(prefix_ids)
         stats = RequestStats("score", self.role, time.time(), prompt_tokens=len(ids))
         body = await self._post({"input_ids": ids, "sampling_params": {"max_new_tokens": 0},
-                                 "return_logprob": True, "logprob_start_len": p - 1}, stats)
+                                 "return_logprob": True, "logprob_start_len": p - 1}, stats,
+                                check=lambda b: self._chunk_logprobs(b, chunk_ids))
+        stats.cached_tokens = int(body["meta_info"].get("cached_tokens") or 0)
+        return Scoring(list(chunk_ids), self._chunk_logprobs(body, chunk_ids), stats)
+
+    def _chunk_logprobs(self, body: dict, chunk_ids: list[int]) -> list[float]:
+        """The chunk's logprobs from a score response; MalformedResponse (retried) unless
+        there are exactly len(chunk)+1 entries, each a finite logprob of the sent token."""
         meta = body.get("meta_info")
         entries = meta.get("input_token_logprobs") if isinstance(meta, dict) else None
         if not isinstance(entries, list) or len(entries) != len(chunk_ids) + 1:
             got = len(entries) if isinstance(entries, list) else None
-            raise EngineError(self.role, f"malformed score response: expected {len(chunk_ids) + 1} input_token_logprobs, got {got}")
+            raise MalformedResponse(self.role, f"malformed score response: expected {len(chunk_ids) + 1} input_token_logprobs, got {got}")
         logprobs: list[float] = []
         for want, entry in zip(chunk_ids, entries[1:]):
             if not isinstance(entry, (list, tuple)) or len(entry) < 2 or entry[0] is None:
-                raise EngineError(self.role, f"malformed score response: bad logprob entry {entry!r}")
+                raise MalformedResponse(self.role, f"malformed score response: bad logprob entry {entry!r}")
             lp, tok = float(entry[0]), int(entry[1])
             # SGLang reports ids >= vocab_size - 1 as 0 (its clip of multimodal hash ids,
             # `x < vocab_size - 1`); the logprob itself is that of the sent token.
             if (tok != want and tok != 0) or not math.isfinite(lp):
-                raise EngineError(self.role, f"malformed score response: token {tok} != {want} or logprob {lp}")
+                raise MalformedResponse(self.role, f"malformed score response: token {tok} != {want} or logprob {lp}")
             logprobs.append(lp)
-        stats.cached_tokens = int(meta.get("cached_tokens") or 0)
-        return Scoring(list(chunk_ids), logprobs, stats)
+        return logprobs
 
     # -- transport
-    async def _post(self, payload: dict, stats: RequestStats) -> dict:
+    async def _post(self, payload: dict, stats: RequestStats, check=None) -> dict:
         self._open()
         t_queue = time.perf_counter()
         async with self._sem:
             t0 = time.perf_counter()
             stats.queue_s = t0 - t_queue
             try:
-                return await self._post_with_retries(payload, stats)
+                return await self._post_with_retries(payload, stats, check)
             finally:
                 stats.service_s = time.perf_counter() - t0
 
-    async def _post_with_retries(self, payload: dict, stats: RequestStats) -> dict:
+    async def _post_with_retries(self, payload: dict, stats: RequestStats, check=None) -> dict:
+        """POST /generate with up to ``retries`` retries (exponential backoff with jitter)
+        on 5xx/429, transport errors and timeouts, invalid JSON, a body without meta_info,
+        and a body that ``check`` (a validator raising MalformedResponse) rejects. When the
+        retries are exhausted on server-level errors and the server does not answer
+        /health, raise ServerDown (or wait for it, ``on_server_down: wait``)."""
+        s = self.settings
+        while True:
+            body, last, server_fault = await self._attempts(payload, stats, check)
+            if body is not None:
+                return body
+            if server_fault and not await self._healthy():
+                if s.on_server_down != "wait" or not await self._wait_healthy():
+                    self.counters["server_down"] = self.counters.get("server_down", 0) + 1
+                    raise ServerDown(self.role, f"server {', '.join(s.urls)} is down ({last}, and no answer to /health"
+                                     + (f" within {s.down_wait_s:.0f}s" if s.on_server_down == "wait" else "")
+                                     + "); finished samples are saved: restart it and rerun the same command to resume")
+                continue  # the server is back: a fresh round of attempts
+            self.counters["failures"] += 1
+            raise EngineError(self.role, f"gave up after {s.retries + 1} attempts: {last}")
+
+    async def _attempts(self, payload: dict, stats: RequestStats, check) -> tuple[dict | None, str, bool]:
+        """One round of retries: (body, "", False) on success, else (None, the last error,
+        whether it was server-level: transport error, timeout or 5xx)."""
         s = self.settings
         last = "no attempt"
+        server_fault = False
         for attempt in range(s.retries + 1):
             url = self._lb.pick()
-            stats.attempts = attempt + 1
+            stats.attempts += 1
             stats.url = url
             self.counters["requests"] += 1
             try:
                 r = await self._send(url, payload)
+                server_fault = r.status_code in _RETRY_STATUS
                 if r.status_code in _RETRY_STATUS:
                     last = f"HTTP {r.status_code} from {url}"
                 elif r.status_code == 400 and _looks_like_overflow(r.text):
@@ -290,17 +334,45 @@ class SGLangEngine:
                             if self.body_key not in body:
                                 last = f"response without {self.body_key} from {url}"
                             else:
-                                return body
+                                try:
+                                    if check is not None:
+                                        check(body)
+                                    return body, "", False
+                                except MalformedResponse as e:
+                                    last = f"{e.reason} from {url}"
                         else:
                             last = f"unexpected response type from {url}"
             except (httpx.TransportError, httpx.DecodingError) as e:
                 last = f"{type(e).__name__} from {url}: {e}"
+                server_fault = isinstance(e, httpx.TransportError)
             if attempt < s.retries:
                 self.counters["retries"] += 1
                 delay = min(s.backoff_max_s, s.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
                 await asyncio.sleep(delay)
-        self.counters["failures"] += 1
-        raise EngineError(self.role, f"gave up after {s.retries + 1} attempts: {last}")
+        return None, last, server_fault
+
+    async def _healthy(self, probes: int = 3, gap_s: float = 1.0) -> bool:
+        """Whether any of the role's servers answers /health with 200 within ``probes``
+        tries ``gap_s`` apart (a loaded server may miss one probe)."""
+        for i in range(probes):
+            for url in self.settings.urls:
+                try:
+                    if (await self._client.get(url + "/health", timeout=10.0)).status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+            if i + 1 < probes:
+                await asyncio.sleep(gap_s)
+        return False
+
+    async def _wait_healthy(self) -> bool:
+        """``on_server_down: wait``: poll /health every 2 s for up to ``down_wait_s``."""
+        deadline = time.monotonic() + self.settings.down_wait_s
+        while time.monotonic() < deadline:
+            if await self._healthy(probes=1):
+                return True
+            await asyncio.sleep(2.0)
+        return False
 
     async def _send(self, url: str, payload: dict) -> httpx.Response:
         """One attempt on the pooled client, counted in flight on ``url`` for the

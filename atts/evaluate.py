@@ -32,7 +32,8 @@ _RUN_HASH_EXCLUDE = {
     "output_dir", "samples_per_question", "server_start_timeout_s", "grading_workers", "name",
 }
 _MODEL_EXCLUDE = {"launch", "urls", "device", "tp", "gpu_ids", "mem_fraction_static", "max_total_tokens",
-                  "extra_args", "max_concurrency", "timeout_s", "retries", "cpu_threads", "engine"}
+                  "extra_args", "max_concurrency", "timeout_s", "retries", "cpu_threads", "engine",
+                  "backoff_s", "on_server_down", "down_wait_s"}
 
 
 def run_hash(cfg: RunConfig, calibration_hash: str | None) -> str:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from atts.data import Question
-from atts.engines import ContextOverflow, EngineError, Generation, Scoring, SGLangEngine
+from atts.engines import ContextOverflow, EngineError, Generation, Scoring, ServerDown, SGLangEngine
 from atts.grading import Grader, extract_answer, extract_boxed
 from atts.prompts import Prompter, user_text
 from atts.store import RunStore, sample_key
@@ -239,6 +239,8 @@ async def run_sample(policy, state: SampleState, roles: dict[str, Role], chunkin
                 state.status, state.stop_reason = "done", reason
     except ContextOverflow as e:
         state.status, state.stop_reason, state.error = "truncated", "context_overflow", str(e)
+    except ServerDown:
+        raise  # not this sample's fault: run_all stops the run, the sample stays missing
     except EngineError as e:
         state.status, state.error = "failed", str(e)
     state.finished = time.time()
@@ -307,12 +309,23 @@ async def run_all(policy, questions: list[Question], samples_per_question: int, 
 
     policy.begin(todo)  # the samples this invocation runs (those done on disk take no part)
     t0 = time.perf_counter()
+    async def run_group(items) -> None:
+        tasks = [asyncio.ensure_future(one(q, r)) for q, r in items]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # a server is down (or Ctrl-C): stop every other sample before anything else is
+            # torn down, so that none is recorded as failed on the way out
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    # "concurrent": one group of every sample; "question_groups": a question at a time
+    groups = [todo] if schedule == "concurrent" else [[(q2, r) for q2, r in todo if q2 is q] for q in questions]
     try:
-        if schedule == "concurrent":
-            await asyncio.gather(*(one(q, r) for q, r in todo))
-        else:
-            for q in questions:
-                await asyncio.gather(*(one(q2, r) for q2, r in todo if q2 is q))
+        for items in groups:
+            await run_group(items)
     finally:
         bar.close()
     return {"ran": len(todo), "skipped": len(done), "wall_seconds": time.perf_counter() - t0}

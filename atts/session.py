@@ -50,7 +50,9 @@ def build_roles(cfg: RunConfig, urls: dict[str, list[str]]) -> dict[str, Role]:
     for r in ROLES:
         m = getattr(cfg, r)
         engine_cls = OpenAIEngine if m.engine == "openai" else SGLangEngine
-        eng = engine_cls(r, EngineSettings(tuple(urls[r]), m.max_concurrency, m.timeout_s, retries=m.retries),
+        eng = engine_cls(r, EngineSettings(tuple(urls[r]), m.max_concurrency, m.timeout_s, retries=m.retries,
+                                           backoff_s=m.backoff_s, on_server_down=m.on_server_down,
+                                           down_wait_s=m.down_wait_s),
                          context_length=m.context_length)
         try:
             pr = Prompter(m.tokenizer_path, cfg.prompt.template, cfg.prompt.system)

@@ -108,6 +108,8 @@ class RunStore:
         """Create or reopen the run. Returns the manifest now on disk."""
         previous = self.check(run_hash, force)
         self.samples_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.samples_dir.glob(".*.tmp"):  # a temporary file of a process killed mid-write
+            stale.unlink(missing_ok=True)
         path = self.dir / MANIFEST
         m = dict(manifest)
         m["run_hash"] = run_hash

@@ -34,6 +34,9 @@ policy: {name: atts, alpha: 0.4}
 @pytest.mark.parametrize("extra,needle", [
     ("samples_per_questions: 2\n", "samples_per_questions: unknown key"),
     ("sampling: {draft_temperature: hot}\n", "sampling.draft_temperature: expected a number"),
+    ("target: {model: models/tiny-target, urls: [\"http://127.0.0.1:9\"], on_server_down: maybe}\n",
+     "target.on_server_down: expected one of ['fail', 'wait']"),
+    ("target: {model: models/tiny-target, urls: [\"http://127.0.0.1:9\"], timeout_s: 0}\n", "target.timeout_s: must be > 0"),
 ])
 def test_bad_config(tmp_path, extra, needle):
     r = run("atts.evaluate", "--config", str(write_cfg(tmp_path, BASE + extra)), "--output-dir", str(tmp_path / "o"))
@@ -67,6 +70,9 @@ def test_output_dir_with_other_config_refused(tmp_path):
     cfg = write_cfg(tmp_path, BASE + f"output_dir: {out}\n")
     r = run("atts.evaluate", "--config", str(cfg), "--policy", "draft_only")
     assert r.returncode == 2 and "different config" in r.stderr and "Traceback" not in r.stderr
+    assert "--force" in r.stderr and not (out / "samples").exists()
+    forced = run("atts.evaluate", "--config", str(cfg), "--policy", "draft_only", "--force")
+    assert "different config" not in forced.stderr and "unreachable" in forced.stderr  # got past the check
 
 
 def test_unreachable_server(tmp_path):
@@ -75,10 +81,13 @@ def test_unreachable_server(tmp_path):
     assert r.returncode == 2 and "unreachable" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_bad_dataset_row(tmp_path):
-    (tmp_path / "math500.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n{"answer": "3"}\n')
+@pytest.mark.parametrize("row,needle", [('{"answer": "3"}', "math500.jsonl:2: row has no 'problem'"),
+                                         ('{"problem": "2+2"}', "math500.jsonl:2: row has no 'answer'"),
+                                         ('{"problem": "2+2", "answer": "4"', "math500.jsonl:2: invalid JSON")])
+def test_bad_dataset_row(tmp_path, row, needle):
+    (tmp_path / "math500.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n' + row + "\n")
     cfg = write_cfg(tmp_path, BASE.replace("{name: arith, split: test, limit: 2}",
                                            f"{{name: math500, source: local, data_dir: {tmp_path}}}")
                     + f"output_dir: {tmp_path / 'o'}\n")
     r = run("atts.evaluate", "--config", str(cfg), "--policy", "draft_only")
-    assert r.returncode == 2 and "math500.jsonl:2: row has no 'problem'" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr

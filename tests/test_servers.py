@@ -1,6 +1,7 @@
 """Server lifecycle against real SGLang: the bash scripts, clear failures, no orphans."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -49,13 +50,16 @@ def test_server_that_dies_fails_clearly_with_log_tail(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_stops_servers_atts_launched(tmp_path, sig):
-    """`atts run` with `launch: true`: Ctrl-C (or SIGTERM) mid-run stops cleanly, exit
-    130, and no server process of its tree survives."""
+    """`atts run` with `launch: true`: OUTPUT_DIR/servers.json gives each role's pid and
+    url; Ctrl-C (or SIGTERM) mid-run stops cleanly, exit 130, and no server process of its
+    tree survives. Fake API keys in its environment appear in none of its files."""
+    from test_security import FAKE_SECRETS, assert_no_secret
+
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "atts.cli", "run", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
          "draft_only", "--output-dir", str(out), "--limit", "100", "--no-progress"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **FAKE_SECRETS})
     deadline = time.time() + 300
     tree: list[int] = []
     while time.time() < deadline:
@@ -64,6 +68,8 @@ def test_interrupt_stops_servers_atts_launched(tmp_path, sig):
             rec = json.loads((out / "servers.json").read_text())
             for role in ("draft", "target"):
                 pid = rec[role]["pid"]
+                assert rec[role]["url"].startswith("http://127.0.0.1:") and _pid_alive(pid)
+                assert httpx.get(rec[role]["url"] + "/health", timeout=10).status_code == 200
                 tree += [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
             break
         time.sleep(0.2)
@@ -74,3 +80,4 @@ def test_interrupt_stops_servers_atts_launched(tmp_path, sig):
     assert rc == 130, log[-3000:]
     assert "interrupted" in log and "Traceback" not in log
     assert not [p for p in tree if _pid_alive(p)], "orphan server processes"
+    assert_no_secret(out, log)
