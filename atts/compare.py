@@ -148,7 +148,7 @@ def _fmt(v, digits: int = 3) -> str:
 
 def markdown(rows: list[dict], k: int) -> str:
     head = (f"| policy | pass@1 | maj@{k} | pass@{k} | takeover rate [95%] | target share of generated tokens | "
-            "draft tokens gen | target tokens gen + scored + judged | median / p90 latency s | wall s | samples/s |")
+            "draft tokens gen + scored | target tokens gen + scored + judged | median / p90 latency s | wall s | samples/s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         t = r["tokens"]
@@ -157,7 +157,8 @@ def markdown(rows: list[dict], k: int) -> str:
         name = r["name"] if r["name"] == r["policy"] else f"{r['name']} ({r['policy']})"
         lines.append(
             f"| {name} | {_fmt(r['pass@1'])} | {_fmt(r['maj@k'])} | {_fmt(r['pass@k'])} | {tr} | "
-            f"{_fmt(r['target_token_share'])} | {t.get('draft_generated', 0)} | {t.get('target_generated', 0)} + "
+            f"{_fmt(r['target_token_share'])} | {t.get('draft_generated', 0)} + {t.get('draft_scored', 0)} | "
+            f"{t.get('target_generated', 0)} + "
             f"{t.get('target_scored', 0)} + {t.get('target_judged', 0)} | {_fmt(r['latency_median'], 1)} / "
             f"{_fmt(r['latency_p90'], 1)} | {_fmt(r['wall_seconds'], 1)} | {_fmt(r['throughput_samples_per_s'], 2)} |")
     return "\n".join(lines) + "\n"
