@@ -54,7 +54,6 @@ class Run:
     calibration_note: str | None
     grades: dict | None = None            # atts.compute_accuracy result
     judges: list = field(default_factory=list)  # judge_<field>.json files (atts.judge)
-    extra: dict = field(default_factory=dict)
 
     @property
     def policy(self) -> str:

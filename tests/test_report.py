@@ -17,7 +17,7 @@ from atts.report import Doc, timeline_samples
 from atts.session import build_roles, close_roles
 from conftest import ROOT
 
-N_Q, K, ALPHA = 4, 2, 0.7
+N_Q, K, ALPHA = 3, 2, 0.3
 
 
 def _with_roles(cfg, fn):
@@ -33,7 +33,7 @@ def _with_roles(cfg, fn):
 @pytest.fixture(scope="module")
 def runs(testbed, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
-    sets = [f"samples_per_question={K}", "calibration.limit=12", "calibration.min_per_turn=10", f"policy.alpha={ALPHA}"]
+    sets = [f"samples_per_question={K}", "calibration.limit=8", "calibration.min_per_turn=8", f"policy.alpha={ALPHA}"]
     cfg = testbed.config(tmp, sets=sets, limit=N_Q)
     cal = _with_roles(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
     cal.save(cfg.calibration_path)
