@@ -28,11 +28,11 @@ ROWS = ["target_only", "draft_only", "atts", "atts_unpipelined", "research_sched
 def bench(testbed, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--config", str(ROOT / "configs" / "bench_testbed.yaml"), "--output", str(out),
-            "--limit", "6", "--samples-per-question", "2", "--rows", ",".join(ROWS + ["sync_ranked"]),
+            "--limit", "4", "--samples-per-question", "2", "--rows", ",".join(ROWS + ["sync_ranked"]),
             "--levels", "8", "--orchestrator-max-turns", "1", "--no-progress",
             "--set", "draft.launch=false", "--set", "target.launch=false",
             "--set", f"draft.urls=[{testbed.urls['draft']}]", "--set", f"target.urls=[{testbed.urls['target']}]",
-            "--set", "policy.grouping=marginal", "--set", "calibration.limit=40",
+            "--set", "policy.grouping=marginal", "--set", "calibration.limit=30",
             "--set", "calibration.samples_per_question=2"]
     assert bench_main(argv) == 0
     doc = json.loads((out / "bench.json").read_text())
@@ -51,7 +51,7 @@ def test_bench_json_has_every_row_and_figure(bench):
     for r in rows.values():
         for k in ("wall_seconds", "latency_median", "latency_p90", "samples_per_second", "pass@1", "takeover_rate"):
             assert k in r
-        assert r["n_samples"] == 12 and r["n_failed"] == 0 and r["wall_seconds"] > 0
+        assert r["n_samples"] == 8 and r["n_failed"] == 0 and r["wall_seconds"] > 0
         assert math.isclose(r["vs_target_only"]["speedup_wall"], rows["target_only"]["wall_seconds"] / r["wall_seconds"])
         assert r["vs_research_schedule"]["speedup_wall"] > 0
     assert rows["target_only"]["vs_target_only"]["speedup_wall"] == 1.0
