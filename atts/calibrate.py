@@ -24,7 +24,7 @@ from pathlib import Path
 from atts.config import RunConfig, load_config, with_overrides
 from atts.conformal import CalibrationFile
 from atts.data import load_from_config
-from atts.engines import ContextOverflow, EngineError
+from atts.engines import ContextOverflow, EngineError, ServerDown
 from atts.policies import ATTS, POLICIES, ATTSParams
 from atts.runner import Progress, SampleContext, SampleState, finished_reason
 from atts.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
@@ -82,6 +82,8 @@ async def _first_chunk_scores(policy, roles, chunking, questions, k, progress) -
             s = score_of(policy, await policy.propose(ctx))
             if s is not None:
                 scores.setdefault(q.id, []).append(s)
+        except ServerDown:
+            raise  # stops the calibration with its own message
         except EngineError as e:
             failures.append(str(e))
         bar.update({"status": "done", "steps": [], "correct": False})
@@ -118,6 +120,8 @@ async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_pe
                 return await coro
             except ContextOverflow as e:
                 ctx.state.status, ctx.state.error = "truncated", str(e)
+            except ServerDown:
+                raise
             except EngineError as e:
                 ctx.state.status, ctx.state.error = "failed", str(e)
                 failures.append(str(e))

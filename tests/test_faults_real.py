@@ -48,10 +48,10 @@ def calibration(testbed, tmp_path_factory):
     return cfg.calibration_path
 
 
-def _proxied_config(testbed, tmp_path, proxies, sets=()):
+def _proxied_config(testbed, tmp_path, proxies, sets=(), limit=LIMIT):
     d, t = proxies
     return testbed.config(tmp_path, sets=[f"draft.urls=[{d.url}]", f"target.urls=[{t.url}]",
-                                          f"samples_per_question={K}", *FAST_RETRY, *GATE, *sets], limit=LIMIT)
+                                          f"samples_per_question={K}", *FAST_RETRY, *GATE, *sets], limit=limit)
 
 
 def _records(out_dir):
@@ -116,13 +116,13 @@ def test_server_outage_is_waited_for(testbed, calibration, tmp_path):
     with FaultProxy(testbed.urls["draft"], 0.0) as pd, FaultProxy(testbed.urls["target"], 0.0) as pt:
         cfg = _proxied_config(testbed, tmp_path, (pd, pt), [
             f"calibration.path={calibration}", "target.retries=2", "target.on_server_down=wait",
-            "target.down_wait_s=60", "draft.max_concurrency=4", "target.max_concurrency=4"])
+            "target.down_wait_s=60", "draft.max_concurrency=4", "target.max_concurrency=4"], limit=4)
         samples = tmp_path / "run" / "samples"
         outage = {}
 
         def cut():
             deadline = time.time() + 120
-            while time.time() < deadline and len(list(samples.glob("*.json"))) < 4:
+            while time.time() < deadline and len(list(samples.glob("*.json"))) < 2:
                 time.sleep(0.1)
             outage["before"] = len(list(samples.glob("*.json")))
             pt.down()
@@ -134,9 +134,9 @@ def test_server_outage_is_waited_for(testbed, calibration, tmp_path):
         th.start()
         s = _run(cfg, lambda roles: evaluate_async(cfg, roles, progress=False))
         th.join(10)
-    assert outage and outage["before"] < LIMIT * K, outage
-    assert s["n_samples_completed"] == LIMIT * K and s["n_failed"] == 0
-    assert set(_records(tmp_path / "run")) == _expected_names()
+    assert outage and outage["before"] < 4 * K, outage
+    assert s["n_samples_completed"] == 4 * K and s["n_failed"] == 0
+    assert len(_records(tmp_path / "run")) == 4 * K
 
 
 def test_context_overflow_ends_the_sample_as_truncated(testbed, tmp_path):

@@ -19,7 +19,7 @@ from conftest import MODELS, ROOT
 
 pytestmark = pytest.mark.server
 
-LIMIT, K = 6, 2
+LIMIT, K = 4, 2
 STOP_BOUND_S = 60
 
 
@@ -54,7 +54,7 @@ def _cmd(out, draft_url, target_url):
            "target_only", "--limit", str(LIMIT), "--samples-per-question", str(K), "--output-dir", str(out),
            "--no-progress"]
     for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{draft_url}]", f"target.urls=[{target_url}]",
-              "target.max_concurrency=2", "target.retries=3", "target.backoff_s=0.2"):
+              "target.max_concurrency=3", "target.retries=3", "target.backoff_s=0.2"):
         cmd += ["--set", s]
     return cmd
 
