@@ -312,7 +312,7 @@ def plot_timeline(run: Run, path: Path, n: int = 6) -> Path | None:
     ax.set_yticklabels([f"{r['key']} ({r['turns']} turns)" for r in recs], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(left=0)
-    ax.set_xlabel("wall time since the first shown sample started (s); pale draft bars: chunks rejected")
+    ax.set_xlabel("wall time since the first shown sample started (s); pale draft bars: chunks not kept")
     ax.set_title(f"{run.label}: requests of {len(recs)} samples over wall time")
     handles = [Patch(color=c, label=ROLE_LABELS[k]) for k, c in ROLE_COLOURS.items()]
     handles.append(Patch(facecolor="white", edgecolor="grey", hatch="///", label="waiting for a slot"))
@@ -329,12 +329,14 @@ def plot_tokens(runs: list[Run], path: Path) -> Path:
     cats = [("draft generated", lambda t: t["draft"]["generated"], "#4C72B0"),
             ("target generated", lambda t: t["target"]["generated"], "#C44E52"),
             ("target scored", lambda t: t["target"]["scored"], "#DD8452")]
+    if any(r.summary["tokens"]["draft"].get("wasted") for r in runs):  # pipelined policies
+        cats.insert(1, ("draft wasted (pipelining)", lambda t: t["draft"].get("wasted", 0), "#A6BDDB"))
     x = np.arange(len(runs))
     w = 0.8 / len(cats)
     fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(runs) + 2), 3.8))
     for i, (name, get, c) in enumerate(cats):
         vals = [get(r.summary["tokens"]) / max(1, r.summary["n_samples_completed"]) for r in runs]
-        bars = ax.bar(x + (i - 1) * w, vals, w, label=name, color=c)
+        bars = ax.bar(x + (i - (len(cats) - 1) / 2) * w, vals, w, label=name, color=c)
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
     ax.set_xticks(x)
     ax.set_xticklabels([r.label for r in runs])
@@ -541,9 +543,9 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
             doc.img(p, f"request timeline of {r.label}")
     doc.h(2, "Tokens by role")
     doc.img(plot_tokens(runs, out / "tokens.png"), "tokens per sample by role")
-    doc.table(["run", "draft generated", "target generated", "target scored"],
-              [[r.label, r.summary["tokens"]["draft"]["generated"], r.summary["tokens"]["target"]["generated"],
-                r.summary["tokens"]["target"]["scored"]] for r in runs])
+    doc.table(["run", "draft generated", "draft wasted (pipelining)", "target generated", "target scored"],
+              [[r.label, r.summary["tokens"]["draft"]["generated"], r.summary["tokens"]["draft"].get("wasted"),
+                r.summary["tokens"]["target"]["generated"], r.summary["tokens"]["target"]["scored"]] for r in runs])
     doc.h(2, "Sources")
     doc.table(["run", "directory", "config", "calibration"],
               [[r.label, _rel(r.dir, out), r.manifest.get("config_path") and Path(r.manifest["config_path"]).name,
