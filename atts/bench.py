@@ -32,7 +32,6 @@ import json
 import math
 import resource
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
