@@ -90,7 +90,7 @@ class OpenAIEngine(SGLangEngine):
         """Sample up to ``max_new_tokens`` after ``input_ids``: text and ids include a
         matched stop string, an end-of-sequence token is dropped (finish ``eos``).
         ``top_logprobs=k`` also returns, per output position, the k most likely tokens'
-        logprobs as ``{token_id: logprob}``."""
+        ``(logprob, token_id, "")`` (ids only: the caller decodes the text it needs)."""
         if self.model is None:
             await self._request_model()
         if self.context_length and len(input_ids) + 1 > self.context_length:
@@ -213,7 +213,10 @@ def _token_id(token) -> int | None:
     return None
 
 
-def _top_logprobs(role: str, choice: dict, n: int) -> list[dict[int, float]]:
+def _top_logprobs(role: str, choice: dict, n: int) -> list[list[tuple[float, int, str]]]:
+    """Per output position, [(logprob, token_id, "")]: the shape of
+    ``Generation.top_logprobs`` (token ids come as ``token_id:N``; their text is left
+    empty, the caller decodes the ids it needs)."""
     lp = choice.get("logprobs")
     tops = lp.get("top_logprobs") if isinstance(lp, dict) else None
     if not isinstance(tops, list) or len(tops) != n:
@@ -223,11 +226,11 @@ def _top_logprobs(role: str, choice: dict, n: int) -> list[dict[int, float]]:
     for pos in tops:
         if not isinstance(pos, dict):
             raise EngineError(role, f"malformed generate response: top_logprobs entry {pos!r}")
-        d = {}
+        row = []
         for k, v in pos.items():
             tok = _token_id(k)
             if tok is None or not isinstance(v, (int, float)):
                 raise EngineError(role, f"malformed generate response: top_logprobs key {k!r}")
-            d[tok] = float(v)
-        out.append(d)
+            row.append((float(v), tok, ""))
+        out.append(sorted(row, reverse=True))
     return out

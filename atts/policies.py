@@ -541,7 +541,8 @@ class SpecReason(Policy):
         ids = role.prompter.judge_ids(ctx.state.question, ctx.state.text + g.text, p.instruction, p.prefill)
         r = await role.engine.generate(ids, max_new_tokens=1, temperature=0.0, top_logprobs=p.top_logprobs)
         ctx.state.tokens["target_judged"] = ctx.state.tokens.get("target_judged", 0) + len(ids)
-        top = r.top_logprobs[0] if r.top_logprobs else []
+        # engines that return ids only (the OpenAI-compatible one) leave the text to us
+        top = [(lp, t, s or role.prompter.decode([t])) for lp, t, s in (r.top_logprobs[0] if r.top_logprobs else [])]
         s = judge_score(r.text, top, p.score)
         extra = {"judge_score": s, "judge_token": r.text, "judge_method": p.score,
                  "judge_top": [[round(lp, 4), t] for lp, _, t in top]}
