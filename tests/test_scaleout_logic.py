@@ -80,7 +80,7 @@ def test_echo_logprobs_checked_against_the_sent_tokens():
 
 def test_top_logprobs_keys_become_token_ids():
     choice = {"logprobs": {"top_logprobs": [{"token_id:3": -0.1, "token_id:4": -2.5}, {"token_id:7": 0.0}]}}
-    assert _top_logprobs("t", choice, 2) == [{3: -0.1, 4: -2.5}, {7: 0.0}]
+    assert _top_logprobs("t", choice, 2) == [[(-0.1, 3, ""), (-2.5, 4, "")], [(0.0, 7, "")]]
     with pytest.raises(EngineError, match="expected 3 top_logprobs"):
         _top_logprobs("t", choice, 3)
     with pytest.raises(EngineError, match="key 'x'"):
