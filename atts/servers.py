@@ -60,7 +60,7 @@ class ServerSpec:
         if self.device == "cpu":
             argv += list(CPU_FLAGS)
             argv += ["--dtype", self.dtype or "float32"]
-            argv += ["--mem-fraction-static", str(self.mem_fraction_static or 0.1)]
+            argv += ["--mem-fraction-static", str(self.mem_fraction_static or 0.3)]
             argv += ["--max-total-tokens", str(self.max_total_tokens or 16384)]
         else:
             argv += ["--tp", str(self.tp), "--watchdog-timeout", "600"]
