@@ -74,3 +74,18 @@ async def check_reachable(roles: dict[str, Role]) -> None:
 async def close_roles(roles: dict[str, Role]) -> None:
     for r in roles.values():
         await r.engine.aclose()
+
+
+def run_with_roles(cfg: RunConfig, fn):
+    """``asyncio.run(fn(roles))`` against the config's server URLs (servers already
+    running), closing the engines afterwards: for scripts and tests."""
+    import asyncio
+
+    async def go():
+        roles = build_roles(cfg, {r: list(getattr(cfg, r).urls) for r in ROLES})
+        try:
+            return await fn(roles)
+        finally:
+            await close_roles(roles)
+
+    return asyncio.run(go())

@@ -3,7 +3,6 @@
 One module-scoped calibration and three evaluations on the same questions and samples
 (draft_only, target_only, atts) back several assertions, to keep CI time down."""
 
-import asyncio
 import json
 import math
 import signal
@@ -15,7 +14,7 @@ import pytest
 
 from atts.calibrate import calibrate_async
 from atts.evaluate import evaluate_async
-from atts.session import build_roles, close_roles
+from atts.session import run_with_roles
 from conftest import ROOT
 
 pytestmark = pytest.mark.server
@@ -25,14 +24,7 @@ N_EVAL_QUESTIONS = 60     # x K=2 evaluated samples
 ALPHA = 0.7
 
 
-def _run(cfg, coro_fn):
-    async def go():
-        roles = build_roles(cfg, {r: list(getattr(cfg, r).urls) for r in ("draft", "target")})
-        try:
-            return await coro_fn(roles)
-        finally:
-            await close_roles(roles)
-    return asyncio.run(go())
+_run = run_with_roles
 
 
 @pytest.fixture(scope="module")

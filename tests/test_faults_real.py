@@ -4,7 +4,6 @@ recorded exactly once, an exhausted request fails its sample with the reason (ne
 made-up number), a server that goes away and comes back is waited for, a context
 overflow ends a sample as `truncated`."""
 
-import asyncio
 import json
 import math
 import threading
@@ -15,7 +14,7 @@ import pytest
 from atts.calibrate import calibrate_async
 from atts.evaluate import evaluate_async
 from atts.faults import KINDS, FaultProxy
-from atts.session import build_roles, close_roles
+from atts.session import run_with_roles
 
 pytestmark = pytest.mark.server
 
@@ -28,14 +27,7 @@ FAST_RETRY = [f"{r}.{k}" for r in ("draft", "target")
 GATE = ["policy.grouping=marginal"]  # the calibration is a single turn-0 pass: cheap
 
 
-def _run(cfg, coro_fn):
-    async def go():
-        roles = build_roles(cfg, {r: list(getattr(cfg, r).urls) for r in ("draft", "target")})
-        try:
-            return await coro_fn(roles)
-        finally:
-            await close_roles(roles)
-    return asyncio.run(go())
+_run = run_with_roles
 
 
 @pytest.fixture(scope="module")

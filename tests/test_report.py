@@ -2,7 +2,6 @@
 questions): the Markdown and HTML documents, every plot, the comparison table; and the
 pure pieces (sample choice for the timeline, Markdown rendering)."""
 
-import asyncio
 import base64
 import json
 import re
@@ -14,20 +13,13 @@ import pytest
 from atts.calibrate import calibrate_async
 from atts.evaluate import evaluate_async
 from atts.report import Doc, timeline_samples
-from atts.session import build_roles, close_roles
+from atts.session import run_with_roles
 from conftest import ROOT
 
 N_Q, K, ALPHA = 3, 2, 0.3
 
 
-def _with_roles(cfg, fn):
-    async def go():
-        roles = build_roles(cfg, {r: list(getattr(cfg, r).urls) for r in ("draft", "target")})
-        try:
-            return await fn(roles)
-        finally:
-            await close_roles(roles)
-    return asyncio.run(go())
+_with_roles = run_with_roles
 
 
 @pytest.fixture(scope="module")

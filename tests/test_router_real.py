@@ -4,7 +4,6 @@ role has both URLs; atts balances). Each run must complete, and both replicas mu
 served requests, as counted by their own Prometheus metrics (`--enable-metrics`,
 `sglang:num_requests_total`). The draft is the session testbed's."""
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 from atts.calibrate import calibrate_async
 from atts.evaluate import evaluate_async
 from atts.servers import ServerGroup, ServerSpec, _pid_alive, free_port, log_tail, stop_pid_tree
-from atts.session import build_roles, close_roles
+from atts.session import run_with_roles
 from conftest import MODELS
 
 pytestmark = pytest.mark.server
@@ -24,14 +23,7 @@ pytestmark = pytest.mark.server
 N_QUESTIONS = 10
 
 
-def _run(cfg, coro_fn):
-    async def go():
-        roles = build_roles(cfg, {r: list(getattr(cfg, r).urls) for r in ("draft", "target")})
-        try:
-            return await coro_fn(roles)
-        finally:
-            await close_roles(roles)
-    return asyncio.run(go())
+_run = run_with_roles
 
 
 def served(url: str) -> int:
