@@ -72,8 +72,10 @@ def test_run_completes_under_faults(testbed, calibration, tmp_path, rate):
     assert set(recs) == _expected_names()  # every sample exactly once
     assert all(r["key"] + ".json" == name for name, r in recs.items())
     assert s["n_samples_completed"] == LIMIT * K and s["n_failed"] == 0 and s["failures"] == []
-    # each injected fault cost one attempt, and with no sample failed, each was retried
-    assert s["engine_counters"]["draft"]["retries"] >= pd.injected
+    # each injected fault cost one attempt, and with no sample failed, each was retried,
+    # unless it hit a pipelined pre-draft that ATTS cancelled in flight (at most one each)
+    cancelled = s["tokens"]["draft"]["cancelled_requests"]
+    assert s["engine_counters"]["draft"]["retries"] + cancelled >= pd.injected
     assert s["engine_counters"]["target"]["retries"] >= pt.injected
     scored = [st for r in recs.values() for st in r["steps"] if st["role"] == "draft"]
     assert scored and all(math.isfinite(st["ppl"]) and st["ppl"] >= 1.0 and st["decision"] for st in scored)
