@@ -24,6 +24,13 @@ class NoParams:
     pass
 
 
+async def target_writes(ctx) -> None:
+    """The target writes this turn's chunk (after the kept history), which is kept."""
+    t = await ctx.generate("target")
+    ctx.keep(t)
+    ctx.log(t, kept=True)
+
+
 class Policy:
     name: ClassVar[str]
     Params: ClassVar[type] = NoParams
@@ -60,9 +67,7 @@ class TargetOnly(Policy):
     name = "target_only"
 
     async def turn(self, ctx) -> None:
-        g = await ctx.generate("target")
-        ctx.keep(g)
-        ctx.log(g, kept=True)
+        await target_writes(ctx)
 
 
 @dataclass(frozen=True)
@@ -214,9 +219,7 @@ class ATTS(Policy):
                 ctx.keep(again.gen)
                 return
             self.discard_pending(ctx)
-        t = await ctx.generate("target")
-        ctx.keep(t)
-        ctx.log(t, kept=True)
+        await target_writes(ctx)
 
     async def turn(self, ctx) -> None:
         try:
@@ -278,9 +281,7 @@ class RandomTakeover(Policy):
         if not d.takeover:
             ctx.keep(g)
             return
-        t = await ctx.generate("target")
-        ctx.keep(t)
-        ctx.log(t, kept=True)
+        await target_writes(ctx)
 
 
 @dataclass(frozen=True)
@@ -412,9 +413,7 @@ class SyncRanked(Policy):
         if not d.takeover:
             ctx.keep(g)
             return
-        t = await ctx.generate("target")
-        ctx.keep(t)
-        ctx.log(t, kept=True)
+        await target_writes(ctx)
 
 
 # -- atts_self
@@ -571,15 +570,11 @@ class SpecReason(Policy):
         if not d.takeover:
             ctx.keep(prop.gen)
             return
-        t = await ctx.generate("target")
-        ctx.keep(t)
-        ctx.log(t, kept=True)
+        await target_writes(ctx)
 
     async def turn(self, ctx) -> None:
         if ctx.state.turn < self.params.target_first_steps:
-            t = await ctx.generate("target")
-            ctx.keep(t)
-            ctx.log(t, kept=True)
+            await target_writes(ctx)
             return
         await self.resolve(ctx, await self.propose(ctx))
 
