@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Measure the testbed's draft/target pair (the `chain` task) as served by real SGLang.
+
+    .venv/bin/python scripts/measure_testbed_models.py --n 200 --json docs/testbed_models_measured.json
+
+Starts both servers (one torch thread each) and measures, on the `chain` test split,
+with the testbed config's chunking (fixed-size chunks of `--chunk` draft tokens, no stop
+string, `--max-turns` cap) and sampling temperature:
+- pass@1 of each model writing whole solutions (draft and target alone);
+- the draft's chunked rollouts: chunk length in tokens and turns per sample (median,
+  mean, share at the cap);
+- for every draft chunk whose prefix is still right: does it add an error
+  (`atts.tasks.reasoning.first_error`), and the target's PPL of it (scored exactly as ATTS
+  does: draft text re-encoded with the target's tokenizer). AUROC of that PPL for
+  chunks with an error against chunks without;
+- the largest share of calibration-split first-chunk PPLs that any single value holds,
+  at the gate's resolution (exact float, and rounded to 1e-4);
+- append mode: after the first wrong draft chunk, the target continues to the end; the
+  share of continuations that end with the right answer;
+- per-token decode cost of each model at batch 1 and 16 streams, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from atts.engines import EngineSettings, SGLangEngine  # noqa: E402
+from atts.grading import extract_boxed  # noqa: E402
+from atts.prompts import Prompter  # noqa: E402
+from atts.servers import ServerGroup, ServerSpec  # noqa: E402
+from atts.tasks import reasoning  # noqa: E402
+from atts.data import Question  # noqa: E402
+
+
+def auroc(pos: list[float], neg: list[float]) -> float:
+    """P(score of a random positive > score of a random negative), ties counted half."""
+    if not pos or not neg:
+        return float("nan")
+    neg_sorted = sorted(neg)
+    wins = 0.0
+    for p in pos:
+        lo, hi = bisect.bisect_left(neg_sorted, p), bisect.bisect_right(neg_sorted, p)
+        wins += lo + 0.5 * (hi - lo)
+    return wins / (len(pos) * len(neg))
+
+
+def question(p) -> Question:
+    return Question(0, p.id, p.problem, p.answer, "chain")
+
+
+def dist(xs: list[float]) -> dict:
+    return {"n": len(xs), "median": statistics.median(xs) if xs else None,
+            "mean": statistics.fmean(xs) if xs else None, "min": min(xs, default=None), "max": max(xs, default=None)}
+
+
+async def whole_solutions(engine, pr, problems, temperature: float, max_new: int) -> float:
+    async def one(k, p):
+        g = await engine.generate(pr.prompt_ids(question(p)), max_new_tokens=max_new, temperature=temperature, seed=k)
+        return extract_boxed(g.text) == p.answer
+    res = await asyncio.gather(*(one(k, p) for k, p in enumerate(problems)))
+    return sum(res) / len(res)
+
+
+async def rollouts(draft, target, pd, pt, problems, a):
+    """Draft-only chunked rollouts; each chunk scored by the target in its own vocabulary."""
+    chunks, samples = [], []
+
+    async def one(k, p):
+        d_ids, text, turns, lens = pd.prompt_ids(question(p)), "", 0, []
+        t_prompt = pt.prompt_ids(question(p))
+        for turn in range(a.max_turns):
+            g = await draft.generate(d_ids, max_new_tokens=a.chunk, temperature=a.temperature, seed=k * 1000 + turn)
+            if not g.token_ids:
+                break
+            turns += 1
+            lens.append(len(g.token_ids))
+            prefix_ok = reasoning.first_error(p, text, complete=False) is None
+            new_text = text + g.text
+            # as the runner does: the target's prefix is its prompt + the earlier text, segment-wise
+            s = await target.score(t_prompt + (pt.encode(text) if text else []), pt.encode(g.text))
+            err = reasoning.first_error(p, new_text, complete=g.finish != "length") is not None
+            chunks.append({"q": k, "turn": turn, "prefix_ok": prefix_ok, "error": err, "ppl": s.ppl,
+                           "tokens": len(g.token_ids), "text_start": len(text), "text": new_text})
+            d_ids = d_ids + g.token_ids
+            text = new_text
+            if g.finish != "length":
+                break
+        samples.append({"q": k, "turns": turns, "correct": extract_boxed(text) == p.answer, "capped": turns >= a.max_turns})
+
+    await asyncio.gather(*(one(k, p) for k, p in enumerate(problems)))
+    return chunks, samples
+
+
+async def repairs(target, pt, problems, chunks, a) -> dict:
+    """Append mode: after the first wrong draft chunk, the target writes the rest."""
+    firsts = [c for c in chunks if c["prefix_ok"] and c["error"]]
+
+    async def one(c):
+        p = problems[c["q"]]
+        g = await target.generate(pt.prompt_ids(question(p)) + pt.encode(c["text"]),
+                                  max_new_tokens=a.chunk * a.max_turns, temperature=a.temperature, seed=c["q"])
+        return extract_boxed(c["text"] + g.text) == p.answer
+
+    res = await asyncio.gather(*(one(c) for c in firsts))
+    return {"n": len(res), "repaired_share": sum(res) / len(res) if res else None}
+
+
+async def decode_ms(url: str, ids: list[int], concurrency: int, n_tokens: int = 128, rounds: int = 2) -> float:
+    """Wall milliseconds per generated token of one stream, ``concurrency`` streams at once."""
+    payload = {"input_ids": ids, "sampling_params": {"max_new_tokens": n_tokens, "temperature": 0, "ignore_eos": True}}
+    async with httpx.AsyncClient(timeout=600, trust_env=False) as client:
+        (await client.post(url + "/generate", json=payload)).raise_for_status()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            for r in await asyncio.gather(*(client.post(url + "/generate", json=payload) for _ in range(concurrency))):
+                r.raise_for_status()
+        return 1000 * (time.perf_counter() - t0) / (rounds * n_tokens)
+
+
+async def measure(urls: dict, a) -> dict:
+    pd, pt = Prompter(a.draft), Prompter(a.target)
+    test = reasoning.generate("test", a.n)
+    calib = reasoning.generate("calibration", a.n_calibration)
+    out: dict = {"n_test_problems": a.n, "chunk_tokens": a.chunk, "max_turns": a.max_turns, "temperature": a.temperature}
+    async with SGLangEngine("draft", EngineSettings((urls["draft"],), 64)) as d, \
+            SGLangEngine("target", EngineSettings((urls["target"],), 64)) as t:
+        ids = pd.prompt_ids(question(test[0]))
+        for conc in (1, 16):
+            ld = await decode_ms(urls["draft"], ids, conc)
+            lt = await decode_ms(urls["target"], pt.prompt_ids(question(test[0])), conc)
+            out[f"decode_ms_per_token_conc{conc}"] = {"draft": ld, "target": lt, "target_over_draft": lt / ld}
+        budget = a.chunk * a.max_turns
+        out["draft_pass@1"] = await whole_solutions(d, pd, test, a.temperature, budget)
+        out["target_pass@1"] = await whole_solutions(t, pt, test, a.temperature, budget)
+        chunks, samples = await rollouts(d, t, pd, pt, test, a)
+        turns = [s["turns"] for s in samples]
+        out["chunk_tokens_dist"] = dist([c["tokens"] for c in chunks])
+        out["turns_per_sample"] = {**dist(turns), "share_at_cap": sum(s["capped"] for s in samples) / len(samples)}
+        out["draft_chunked_pass@1"] = sum(s["correct"] for s in samples) / len(samples)
+        judged = [c for c in chunks if c["prefix_ok"]]
+        wrong = [c["ppl"] for c in judged if c["error"]]
+        right = [c["ppl"] for c in judged if not c["error"]]
+        out["chunk_error_separation"] = {
+            "n_right": len(right), "n_wrong": len(wrong), "error_share": len(wrong) / max(1, len(judged)),
+            "auroc_target_ppl": auroc(wrong, right), "median_ppl_right": statistics.median(right) if right else None,
+            "median_ppl_wrong": statistics.median(wrong) if wrong else None}
+        out["append_repair"] = await repairs(t, pt, test, chunks, a)
+        c_chunks, _ = await rollouts(d, t, pd, pt, calib, a)
+        first = [c["ppl"] for c in c_chunks if c["turn"] == 0]
+        out["calibration_first_chunk_ppl"] = {
+            **dist(first), "max_share_one_value_exact": max(Counter(first).values()) / len(first),
+            "max_share_one_value_1e-4": max(Counter(round(x, 4) for x in first).values()) / len(first)}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=200, help="test problems")
+    ap.add_argument("--n-calibration", type=int, default=200, help="calibration problems (PPL ties)")
+    ap.add_argument("--chunk", type=int, default=128, help="draft tokens per chunk (testbed.yaml)")
+    ap.add_argument("--max-turns", type=int, default=15)
+    ap.add_argument("--temperature", type=float, default=0.6)
+    ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--draft", default=str(ROOT / "models/chain-draft"))
+    ap.add_argument("--target", default=str(ROOT / "models/chain-target"))
+    a = ap.parse_args()
+    specs = [ServerSpec("draft", a.draft, context_length=4096, cpu_threads=1),
+             ServerSpec("target", a.target, context_length=4096, cpu_threads=1)]
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as logs, ServerGroup(specs, Path(logs)) as urls:
+        res = asyncio.run(measure(urls, a))
+    res["wall_seconds"] = round(time.time() - t0, 1)
+    res["command"] = " ".join(["python", "scripts/measure_testbed_models.py", *sys.argv[1:]])
+    print(json.dumps(res, indent=2))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Train the testbed's draft/target pair on the reasoning-shaped `chain` task, on CPU.
+
+    python scripts/train_testbed_models.py --out models --seed 0
+
+writes models/chain-draft and models/chain-target: standard Hugging Face
+`LlamaForCausalLM` checkpoints (safetensors, float32), each with its OWN byte-level BPE
+tokenizer trained with `tokenizers` (the draft's 384 tokens, the target's 640: different
+vocabularies, so draft text is re-encoded for the target as with R1-Llama + QwQ), saved as
+`PreTrainedTokenizerFast`, and a chat template whose generation prompt opens a reasoning
+block (`<think>\\n`), as R1's and QwQ's do.
+
+- The draft (2 layers) trains on clean solutions and stops once its greedy accuracy on
+  held-out problems reaches `--draft-stop-at-accuracy`: it is weak on purpose.
+- The target (8 layers) also trains on solutions with one draft-like error, carried on
+  for 0-2 steps and then fixed ("Wait, ..."); the wrong paragraphs carry no loss, so it
+  learns to repair a wrong chunk it continues after (append mode), not to err.
+- Per-token decode cost on SGLang's CPU path is ~1.25 ms + 0.45 ms per layer at batch 1
+  (models/README.md), so 2 vs 8 layers gives a target/draft cost ratio of about 2.3,
+  the real pair's ~2.2 (../shared/reference/REAL_WORKLOAD.md).
+
+head_dim is 64 (FlashInfer and vLLM's CPU attention reject smaller heads); config.json
+keeps to fields that transformers 4.57 and 5.x both read. CI never retrains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from atts.tasks import reasoning  # noqa: E402
+
+SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>", "<|system|>", "<|user|>", "<|assistant|>",
+            "<think>", "</think>"]
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|eos|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n<think>\\n' }}{% endif %}"
+)
+ROLES = {
+    # layers, hidden, heads (head_dim 64), ffn, BPE vocabulary size
+    "draft": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=384, vocab=384),
+    "target": dict(num_hidden_layers=8, hidden_size=128, num_attention_heads=2, intermediate_size=512, vocab=640),
+}
+MAX_POSITIONS = 4096
+
+
+def build_tokenizer(vocab_size: int, corpus: list[str]):
+    """A byte-level BPE (digits split one by one, as Qwen does) trained on `corpus`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|bos|>", eos_token="<|eos|>",
+                                   unk_token="<|unk|>", pad_token="<|pad|>", model_max_length=MAX_POSITIONS)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def prompt_ids(tok, problem: str) -> list[int]:
+    text = tok.apply_chat_template([{"role": "user", "content": problem}], add_generation_prompt=True, tokenize=False)
+    return tok.encode(text, add_special_tokens=False)
+
+
+def encode_example(tok, problem: str, sol: reasoning.Solution) -> tuple[list[int], list[int]]:
+    """Chat ids (user problem, assistant solution + eos) and the loss mask: 1 on solution
+    tokens that start inside a loss span (wrong injected paragraphs excluded)."""
+    p_ids = prompt_ids(tok, problem)
+    enc = tok(sol.text, add_special_tokens=False, return_offsets_mapping=True)
+    mask, j, spans = [], 0, sol.loss_spans  # spans are sorted and disjoint: one pass
+    for start, _ in enc["offset_mapping"]:
+        while j < len(spans) and spans[j][1] <= start:
+            j += 1
+        mask.append(int(j < len(spans) and spans[j][0] <= start))
+    return p_ids + enc["input_ids"] + [tok.eos_token_id], [0] * len(p_ids) + mask + [1]
+
+
+def llama_config(tok, arch: dict):
+    from transformers import LlamaConfig
+
+    arch = {k: v for k, v in arch.items() if k != "vocab"}
+    return LlamaConfig(vocab_size=len(tok), head_dim=64, num_key_value_heads=arch["num_attention_heads"],
+                       max_position_embeddings=MAX_POSITIONS, rms_norm_eps=1e-5, rope_theta=10000.0,
+                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id, **arch)
+
+
+def length_batches(examples, tokens_per_batch: int, rng: random.Random):
+    """Endless batches of similar length (sorted within shuffled pools of 2,000), each
+    about `tokens_per_batch` tokens including padding."""
+    while True:
+        idx = list(range(len(examples)))
+        rng.shuffle(idx)
+        for i in range(0, len(idx), 2000):
+            pool = sorted(idx[i:i + 2000], key=lambda j: len(examples[j][0]))
+            out, cur = [], []
+            for j in pool:
+                n = max([len(examples[k][0]) for k in cur] + [len(examples[j][0])])
+                if cur and n * (len(cur) + 1) > tokens_per_batch:
+                    out.append(cur)
+                    cur = []
+                cur.append(j)
+            if cur:
+                out.append(cur)
+            rng.shuffle(out)
+            for b in out:
+                yield [examples[j] for j in b]
+
+
+def collate(batch, pad_id: int):
+    n = max(len(ids) for ids, _ in batch)
+    x = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    y = torch.full((len(batch), n), -100, dtype=torch.long)
+    att = torch.zeros((len(batch), n), dtype=torch.long)
+    for r, (ids, mask) in enumerate(batch):
+        x[r, :len(ids)] = torch.tensor(ids)
+        att[r, :len(ids)] = 1
+        y[r, :len(ids)] = torch.tensor([t if m else -100 for t, m in zip(ids, mask)])
+    return x, y, att
+
+
+@torch.no_grad()
+def greedy_accuracy(model, tok, problems, batch_size: int = 50) -> float:
+    """Exact match of the boxed answer under greedy decoding, batched with left padding;
+    at most 1.3x the longest reference solution's tokens (+64) per batch."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(problems), batch_size):
+        chunk = problems[i:i + batch_size]
+        max_new = 64 + int(1.3 * max(len(tok.encode(reasoning.reference_solution(p))) for p in chunk))
+        prompts = [prompt_ids(tok, p.problem) for p in chunk]
+        n = max(map(len, prompts))
+        x = torch.full((len(chunk), n), tok.pad_token_id, dtype=torch.long)
+        att = torch.zeros_like(x)
+        for r, ids in enumerate(prompts):
+            x[r, n - len(ids):] = torch.tensor(ids)
+            att[r, n - len(ids):] = 1
+        out = model.generate(input_ids=x, attention_mask=att, max_new_tokens=max_new, do_sample=False,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        for p, row in zip(chunk, out[:, n:]):
+            correct += f"\\boxed{{{p.answer}}}" in tok.decode(row, skip_special_tokens=True)
+    model.train()
+    return correct / len(problems)
+
+
+def write_checkpoint(model, tok, out: Path, card: dict) -> None:
+    """save_pretrained, then config.json / tokenizer_config.json reduced to fields that
+    transformers 4.57 (older SGLang/vLLM builds) and 5.x both understand."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    c = model.config
+    config = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.num_hidden_layers, "num_attention_heads": c.num_attention_heads,
+        "num_key_value_heads": c.num_key_value_heads, "head_dim": c.head_dim, "hidden_act": "silu",
+        "max_position_embeddings": c.max_position_embeddings, "rms_norm_eps": c.rms_norm_eps,
+        "rope_theta": 10000.0, "rope_scaling": None, "attention_bias": False, "mlp_bias": False,
+        "tie_word_embeddings": True, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id, "torch_dtype": "float32", "initializer_range": 0.02, "use_cache": True,
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    gen = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+    tc_path = out / "tokenizer_config.json"
+    tc = json.loads(tc_path.read_text())
+    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tc["chat_template"] = CHAT_TEMPLATE
+    for k in ("backend", "is_local", "extra_special_tokens"):
+        tc.pop(k, None)
+    tc_path.write_text(json.dumps(tc, indent=2) + "\n")
+    (out / "chat_template.jinja").unlink(missing_ok=True)
+    (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def train_role(role: str, args, eval_problems) -> dict:
+    from transformers import LlamaForCausalLM
+
+    arch = dict(ROLES[role])
+    if getattr(args, f"{role}_arch"):
+        l, h, n, f = (int(v) for v in getattr(args, f"{role}_arch").split(","))
+        arch.update(num_hidden_layers=l, hidden_size=h, num_attention_heads=n, intermediate_size=f)
+    steps, lr = getattr(args, f"{role}_steps"), getattr(args, f"{role}_lr")
+    error_share = args.target_error_share if role == "target" else 0.0
+    rng = random.Random(f"{args.seed}/{role}")
+    problems = reasoning.generate("train", args.train_problems, seed=args.seed)
+    corpus = [p.problem + "\n" + reasoning.solve(p, rng).text for p in problems[:4000]]
+    tok = build_tokenizer(arch["vocab"], corpus)
+    examples = [encode_example(tok, p.problem, reasoning.solve(p, rng, with_error=rng.random() < error_share))
+                for p in problems]
+    torch.manual_seed(args.seed)
+    model = LlamaForCausalLM(llama_config(tok, arch))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"[{role}] {arch} vocab={len(tok)} params={n_params / 1e6:.2f}M steps={steps} lr={lr} "
+          f"examples={len(examples)} mean_len={sum(len(e[0]) for e in examples) / len(examples):.0f}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+    it = length_batches(examples, args.tokens_per_batch, random.Random(args.seed))
+    t0, seen, stopped_at, history = time.time(), 0, None, []
+    deadline = t0 + getattr(args, f"{role}_max_minutes") * 60
+    model.train()
+    for step in range(1, steps + 1):
+        x, y, att = collate(next(it), tok.pad_token_id)
+        seen += int(att.sum())
+        loss = model(input_ids=x, attention_mask=att, labels=y).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % args.log_every == 0:
+            el = time.time() - t0
+            print(f"[{role}] step {step}/{steps} loss {loss.item():.4f} {el:.0f}s {seen / el:.0f} tok/s", flush=True)
+        check = step % args.eval_every == 0 or step == steps or time.time() > deadline
+        if check:
+            acc = greedy_accuracy(model, tok, eval_problems[:args.eval_quick])
+            history.append({"step": step, "seconds": round(time.time() - t0), "greedy_acc": acc})
+            print(f"[{role}] step {step}: greedy_acc {acc:.3f} ({args.eval_quick} problems)", flush=True)
+            stop = args.draft_stop_at_accuracy if role == "draft" else None
+            if (stop and acc >= stop) or time.time() > deadline:  # a deliberately weak draft / the time cap
+                stopped_at = step
+                break
+    wall = time.time() - t0
+    acc = greedy_accuracy(model, tok, eval_problems)
+    card = {"role": role, "task": "chain", "arch": arch, "head_dim": 64, "parameters": n_params,
+            "steps": stopped_at or steps, "planned_steps": steps, "lr": lr, "tokens_per_batch": args.tokens_per_batch,
+            "target_error_share": error_share, "seed": args.seed, "train_wall_seconds": round(wall, 1),
+            "train_tokens": seen, "torch_threads": torch.get_num_threads(), "eval_history": history,
+            "transformers_greedy_accuracy_test": acc, "eval_problems": len(eval_problems),
+            "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
+    write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card)
+    print(f"[{role}] done in {wall:.0f}s, greedy test accuracy {acc:.3f}", flush=True)
+    return card
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="models")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--roles", default="draft,target")
+    ap.add_argument("--train-problems", type=int, default=60000)
+    ap.add_argument("--eval-problems", type=int, default=200)
+    ap.add_argument("--eval-quick", type=int, default=100)
+    ap.add_argument("--tokens-per-batch", type=int, default=12000)
+    ap.add_argument("--draft-steps", type=int, default=3000)
+    ap.add_argument("--target-steps", type=int, default=3000)
+    ap.add_argument("--draft-lr", type=float, default=3e-3)
+    ap.add_argument("--target-lr", type=float, default=1.5e-3)
+    ap.add_argument("--draft-max-minutes", type=float, default=20)
+    ap.add_argument("--target-max-minutes", type=float, default=55)
+    ap.add_argument("--target-error-share", type=float, default=0.35,
+                    help="share of target training solutions with one injected, corrected error")
+    ap.add_argument("--draft-stop-at-accuracy", type=float, default=0.75)
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=250)
+    for role in ROLES:
+        ap.add_argument(f"--{role}-arch", default=None, help="layers,hidden,heads,ffn (head_dim 64)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    eval_problems = reasoning.generate("test", args.eval_problems, seed=0)
+    report = {role: train_role(role, args, eval_problems) for role in args.roles.split(",")}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
