@@ -25,14 +25,14 @@ def run_guarded(body) -> int:
     """Run a command body: user errors print one clear line and exit 2, Ctrl-C exits 130
     (servers started by the command are stopped by their context managers on the way)."""
     from atts.config import ConfigError
-    from atts.conformal import CalibrationError
-    from atts.data import DatasetError
-    from atts.engines import EngineError
-    from atts.servers import ServerError
-    from atts.session import UserError
-    from atts.store import RunMismatch
+    from atts.method.conformal import CalibrationError
+    from atts.tasks.datasets import DatasetError
+    from atts.engines.sglang import EngineError
+    from atts.serving.sglang import ServerError
+    from atts.runtime.session import UserError
+    from atts.runtime.store import RunMismatch
 
-    from atts.servers import _sigterm_to_interrupt
+    from atts.serving.sglang import _sigterm_to_interrupt
 
     previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)  # SIGTERM: the same clean stop as Ctrl-C
     try:
@@ -54,10 +54,10 @@ def run_guarded(body) -> int:
 
 
 def _run(args) -> int:
-    from atts.calibrate import calibrate_async, describe, policy_params
-    from atts.evaluate import config_from_args, evaluate_async, format_summary, preflight
-    from atts.policies import POLICIES
-    from atts.session import build_roles, check_reachable, close_roles, servers_for
+    from atts.commands.calibrate import calibrate_async, describe, policy_params
+    from atts.commands.evaluate import config_from_args, evaluate_async, format_summary, preflight
+    from atts.method.policies import POLICIES
+    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
 
     def body():
         cfg = config_from_args(args)
@@ -91,8 +91,9 @@ def _run(args) -> int:
 
 # subcommand -> module whose main(argv) implements it
 SUBCOMMANDS = {
-    "calibrate": "calibrate", "evaluate": "evaluate", "servers": "servers", "compare": "compare",
-    "bench": "bench", "report": "report", "grade": "compute_accuracy", "reextract": "reextract",
+    "calibrate": "commands.calibrate", "evaluate": "commands.evaluate", "servers": "serving.sglang",
+    "compare": "commands.compare", "bench": "commands.bench", "report": "analysis.report", "grade": "analysis.grade",
+    "reextract": "analysis.reextract",
 }
 
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="atts", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    from atts.evaluate import add_eval_args
+    from atts.commands.evaluate import add_eval_args
 
     r = sub.add_parser("run", help="calibrate if needed, then evaluate, on one set of servers")
     add_eval_args(r)

@@ -76,7 +76,7 @@ class ModelConfig:
         return resolve_model(self.tokenizer or self.model)
 
     def server_spec(self, role: str):
-        from atts.servers import ServerSpec
+        from atts.serving.sglang import ServerSpec
 
         return ServerSpec(role=role, model_path=self.model_path, device=self.device, tp=self.tp, gpu_ids=self.gpu_ids,
                           mem_fraction_static=self.mem_fraction_static, dtype=self.dtype,
@@ -114,7 +114,7 @@ class DatasetConfig:
     seed: int = 0  # choice shuffling (GPQA), generated datasets
 
     def validate(self, key: str) -> None:
-        from atts.data import DATASETS
+        from atts.tasks.datasets import DATASETS
 
         if self.name not in DATASETS:
             raise ConfigError(f"{key}.name: unknown dataset {self.name!r}; known: {', '.join(sorted(DATASETS))}")
@@ -301,7 +301,7 @@ def coerce(tp, value, key: str):
 
 
 def parse_config(data: dict, source_path: str | None = None) -> RunConfig:
-    from atts.policies import POLICIES
+    from atts.method.policies import POLICIES
 
     if not isinstance(data, dict):
         raise ConfigError("config: expected a mapping at the top level")
@@ -383,7 +383,7 @@ def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | 
             node = node[p]
         node[parts[-1]] = value
     if policy is not None and policy != d["policy"]["name"]:
-        from atts.policies import POLICIES
+        from atts.method.policies import POLICIES
 
         if policy not in POLICIES:
             raise ConfigError(f"--policy: unknown policy {policy!r}; known: {', '.join(sorted(POLICIES))}")
@@ -404,6 +404,6 @@ def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | 
 
 
 def _policy_params_cls(name: str):
-    from atts.policies import POLICIES
+    from atts.method.policies import POLICIES
 
     return POLICIES[name].Params

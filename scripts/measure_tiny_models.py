@@ -29,12 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from atts import arith  # noqa: E402
-from atts.data import Question  # noqa: E402
-from atts.engines import EngineSettings, SGLangEngine  # noqa: E402
-from atts.grading import extract_boxed  # noqa: E402
-from atts.prompts import Prompter  # noqa: E402
-from atts.servers import ServerGroup, ServerSpec  # noqa: E402
+from atts.tasks import arith  # noqa: E402
+from atts.tasks.datasets import Question  # noqa: E402
+from atts.engines.sglang import EngineSettings, SGLangEngine  # noqa: E402
+from atts.tasks.grading import extract_boxed  # noqa: E402
+from atts.tasks.prompts import Prompter  # noqa: E402
+from atts.serving.sglang import ServerGroup, ServerSpec  # noqa: E402
 
 STEP = re.compile(r"^\s*(\d+) ([+\-*]) (\d+) = (-?\d+)\s*$")
 

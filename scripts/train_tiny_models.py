@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from atts import arith  # noqa: E402
+from atts.tasks import arith  # noqa: E402
 
 SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>", "<|system|>", "<|user|>", "<|assistant|>"]
 # every printable ASCII character plus newline: the task needs ~40 of them, the rest keep

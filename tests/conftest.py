@@ -32,9 +32,18 @@ class Testbed:
                               **overrides)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/server/ is marked ``server`` by its folder, so ``-m "not server"``
+    can never start a server whatever a file forgets to declare."""
+    server_dir = Path(__file__).resolve().parent / "server"
+    for item in items:
+        if server_dir in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory):
-    from atts.servers import ServerGroup, ServerSpec, _pid_alive
+    from atts.serving.sglang import ServerGroup, ServerSpec, _pid_alive
 
     for m in ("tiny-draft", "tiny-target"):
         if not (MODELS / m / "model.safetensors").is_file():

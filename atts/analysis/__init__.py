@@ -1,0 +1,1 @@
+"""Analysis of finished runs: grading, reports, rendering, LLM re-extraction and judging."""

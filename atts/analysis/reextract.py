@@ -1,0 +1,195 @@
+"""``python -m atts.reextract RUN_DIR [--field llm] [--model M] [--base-url URL]
+[--concurrency N] [--max-tokens N] [--max-chars N] [--dry-run] [--force] [--judge]``
+(= ``atts reextract``, ``scripts/re_extract_answer.sh``).
+
+An LLM re-extracts the final answer of every completed sample from its reasoning,
+through any OpenAI-compatible API (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL, as in
+the research code; `atts.llm`). Non-destructive: the original ``answer`` and
+``correct`` are never touched; the new answer goes beside them, with its provenance and
+its math-verify verdict:
+
+    record["answers"]["llm"] = {"answer", "raw", "correct", "grader", "model", "base_url",
+                                "time", "time_iso", "prompt", "max_chars", "usage" | "error"}
+
+so grading can choose the field (``atts grade RUN_DIR --answer-field llm``). Resumable:
+a record already extracted into the field by the same model is skipped (``--force``
+redoes it; the entry it replaces is kept in ``record["answers_replaced"]``). Each record
+is rewritten atomically as soon as its answer arrives. ``--dry-run`` sends nothing and
+writes nothing: it prints what would be done and one example prompt. ``--judge`` then
+runs the LLM judge (`atts.judge`, anyone_check) on the re-extracted answers, as the
+research code judged its LLM-extracted answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from atts.tasks.grading import Grader, extract_boxed
+from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings
+from atts.runtime.store import RunStore, atomic_write_json
+
+PROMPT_VERSION = "atts-extract/1"
+SYSTEM = "Extract the final answer."
+USER = ("Problem: {question}\n\nEnd of a solution:\n{tail}\n\n"
+        "Reply with only its final answer (no words), or NONE if it has none.")
+_NONE = {"none", "invalid", "no answer", "n/a", ""}
+
+
+def build_messages(record: dict, max_chars: int) -> list[dict]:
+    """The prompt: the question and the last ``max_chars`` characters of the reasoning
+    (the final answer is at the end; the tail keeps the prompt within small contexts)."""
+    text = record.get("text") or ""
+    tail = text[-max_chars:] if max_chars > 0 else text
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": USER.format(question=record.get("question", ""), tail=tail)}]
+
+
+def parse_reply(text: str) -> str | None:
+    """The answer in a reply: a \\boxed{} inside it if any, else the reply stripped of
+    $ signs and a trailing period; None for NONE/invalid/empty."""
+    boxed = extract_boxed(text)
+    a = boxed if boxed is not None else text
+    prev = None
+    while a != prev:  # peel whitespace, $ and trailing periods in any order
+        prev, a = a, a.strip().strip("$").rstrip(".")
+    return None if a.lower() in _NONE else a
+
+
+def needs_work(record: dict, field_name: str, model: str, force: bool) -> bool:
+    if record.get("status") not in ("done", "truncated"):
+        return False
+    have = (record.get("answers") or {}).get(field_name)
+    return force or not have or have.get("model") != model or "error" in have
+
+
+def attach(record: dict, field_name: str, entry: dict) -> dict:
+    """The record with ``entry`` added under answers[field_name]; a previous entry there
+    moves to answers_replaced (nothing is lost)."""
+    rec = dict(record)
+    answers = dict(rec.get("answers") or {})
+    if field_name in answers:
+        rec["answers_replaced"] = list(rec.get("answers_replaced") or []) + [{"field": field_name, **answers[field_name]}]
+    answers[field_name] = entry
+    rec["answers"] = answers
+    return rec
+
+
+async def reextract(run_dir: Path, settings: LLMSettings, *, field_name: str = "llm", concurrency: int = 8,
+                    max_tokens: int = 64, max_chars: int = 4000, force: bool = False, progress: bool = True,
+                    workers: int = 2) -> dict:
+    if field_name in ("answer", "ours"):
+        raise LLMConfigError(f"--field {field_name!r} is reserved for our own extraction")
+    store = RunStore(run_dir)
+    records = store.completed()
+    todo = [k for k, r in records.items() if needs_work(r, field_name, settings.model, force)]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc=f"re-extract ({settings.model})", unit="sample", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    loop = asyncio.get_running_loop()
+    counts = {"extracted": 0, "errors": 0, "skipped": len(records) - len(todo), "total": len(records)}
+    with Grader(workers) as grader:
+        async with LLMClient(settings, concurrency) as client:
+            async def one(key: str) -> None:
+                rec = records[key]
+                r = await client.chat(build_messages(rec, max_chars), max_tokens)
+                entry = {**settings.provenance(), "time": time.time(),
+                         "time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "prompt": PROMPT_VERSION, "max_chars": max_chars, "seconds": round(r["seconds"], 4)}
+                if "error" in r:
+                    entry.update(answer=None, correct=None, error=r["error"])
+                    counts["errors"] += 1
+                else:
+                    ans = parse_reply(r["text"])
+                    correct = (await loop.run_in_executor(
+                        None, grader.grade, [(ans, rec.get("gold"), rec.get("kind", "math"))]))[0]
+                    entry.update(answer=ans, raw=r["text"], finish_reason=r["finish_reason"], usage=r["usage"],
+                                 correct=correct, grader="math-verify")
+                    counts["extracted"] += 1
+                atomic_write_json(store.samples_dir / f"{key}.json", attach(rec, field_name, entry))
+                bar.update(1)
+
+            try:
+                await asyncio.gather(*(one(k) for k in todo))
+            finally:
+                bar.close()
+    return counts
+
+
+def dry_run(run_dir: Path, settings: LLMSettings, field_name: str, max_chars: int, force: bool) -> str:
+    records = RunStore(run_dir).completed()
+    todo = [k for k, r in records.items() if needs_work(r, field_name, settings.model, force)]
+    lines = [f"dry run: would re-extract {len(todo)} of {len(records)} records of {run_dir} into answers.{field_name}",
+             f"  model {settings.model}, base URL {settings.provenance()['base_url'] or '(OpenAI default)'}"]
+    if todo:
+        lines.append("  example prompt:\n" + json.dumps(build_messages(records[todo[0]], max_chars), indent=1,
+                                                        ensure_ascii=False))
+    return "\n".join(lines)
+
+
+def add_llm_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--model", help="model name (default: $OPENAI_MODEL)")
+    ap.add_argument("--base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
+    ap.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    ap.add_argument("--retries", type=int, default=3)
+    ap.add_argument("--dry-run", action="store_true", help="send nothing, write nothing; show what would be done")
+    ap.add_argument("--force", action="store_true", help="redo items already done by this model")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def check_run_dir(d: Path) -> None:
+    from atts.runtime.session import UserError
+
+    if not (d / "manifest.json").is_file() or not (d / "samples").is_dir():
+        raise UserError(f"{d}: not an atts run directory (manifest.json and samples/)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m atts.reextract", description="LLM answer re-extraction (see module docs).")
+    ap.add_argument("run_dir")
+    ap.add_argument("--field", default="llm", help="answers.<field> to write (default: llm)")
+    ap.add_argument("--max-chars", type=int, default=4000, help="reasoning characters sent (its tail)")
+    ap.add_argument("--judge", action="store_true", help="then judge the re-extracted answers (python -m atts.judge)")
+    ap.add_argument("--judge-max-tokens", type=int, default=8)
+    add_llm_args(ap)
+    args = ap.parse_args(argv)
+    from atts.cli import run_guarded
+    from atts.runtime.session import UserError
+
+    def body():
+        d = Path(args.run_dir)
+        check_run_dir(d)
+        try:
+            settings = LLMSettings.from_env(args.model, args.base_url, args.timeout, args.retries)
+            if args.dry_run:
+                print(dry_run(d, settings, args.field, args.max_chars, args.force))
+                return 0
+            c = asyncio.run(reextract(d, settings, field_name=args.field, concurrency=args.concurrency,
+                                      max_tokens=args.max_tokens, max_chars=args.max_chars, force=args.force,
+                                      progress=not args.no_progress))
+        except LLMConfigError as e:
+            raise UserError(str(e)) from None
+        print(f"re-extracted {c['extracted']} answers into answers.{args.field} ({c['skipped']} already done, "
+              f"{c['errors']} errors) in {d}")
+        rc = 0 if c["errors"] == 0 else 1
+        if args.judge:
+            from atts.analysis.judge import judge, report_line
+
+            j = asyncio.run(judge(d, settings, field_name=args.field, concurrency=args.concurrency,
+                                  max_tokens=args.judge_max_tokens, force=args.force, progress=not args.no_progress))
+            print(report_line(j, d, args.field))
+            rc = max(rc, 0 if j["errors"] == 0 else 1)
+        return rc
+
+    return run_guarded(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

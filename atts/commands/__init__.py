@@ -1,0 +1,1 @@
+"""The commands (calibrate, evaluate, compare, bench, soak) as functions; argparse lives in atts.cli."""

@@ -1,0 +1,462 @@
+"""``atts bench --config CFG --output DIR [--limit N] [--samples-per-question K]
+[--rows a,b,...] [--levels 64,256,512,1024] [--set KEY=VALUE ...]``
+
+The speed benchmark, side by side in one run against servers started once (or the
+config's URLs): the same questions and samples through each row, then the
+orchestrator's own cost at several concurrency levels. Writes ``DIR/bench.json`` after
+every finished row (a rerun reuses finished rows; ``--fresh`` discards them) and
+``DIR/bench.md``; each row's samples are under ``DIR/rows/<name>/``.
+
+Rows (`VARIANTS`): ``target_only``, ``draft_only``, ``atts`` (pipelined),
+``atts_unpipelined``, ``sync_ranked`` (if that policy is registered; its takeover
+budget is ATTS's measured share of target-written chunks) and ``research_schedule``:
+the research code's scheduling of the same ATTS policy (question groups one after
+another, no pipelining, text-mode scoring prompts that share no token prefix with the
+generation prompts). Every row starts with both servers' radix caches flushed.
+
+Figures: wall time, per-sample latency (median, p90), samples per second, pass@1,
+takeover rate, and the share of scoring prompt tokens served from SGLang's radix cache
+(sum ``meta_info.cached_tokens`` / sum prompt tokens over score requests); ratios
+against ``target_only`` and ``research_schedule``. Orchestrator (`measure_orchestrator`):
+this process's CPU seconds (user + system, threads included, the grading worker
+processes and the servers excluded) over wall time, event-loop lag p99 and resident
+memory, with every sample of the level in flight at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import math
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from atts.config import RunConfig, load_config, with_overrides
+from atts.runtime.store import atomic_write_json, atomic_write_text
+
+ROW_ORDER = ("target_only", "draft_only", "atts", "atts_unpipelined", "sync_ranked", "research_schedule")
+DEFAULT_LEVELS = (64, 256, 512, 1024)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One row: a policy plus how the runner schedules and scores it."""
+
+    name: str
+    policy: str
+    sets: tuple[str, ...] = ()
+    schedule: str = "concurrent"
+    scoring_prompt: str = "shared"
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("target_only", "target_only"),
+    Variant("draft_only", "draft_only"),
+    Variant("atts", "atts", ("policy.pipeline=true",)),
+    Variant("atts_unpipelined", "atts", ("policy.pipeline=false",)),
+    Variant("sync_ranked", "sync_ranked"),
+    Variant("research_schedule", "atts", ("policy.pipeline=false",), "question_groups", "text"),
+)}
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def scoring_cache(records: list[dict]) -> dict:
+    """Radix-cache reuse on score requests: cached prompt tokens / prompt tokens."""
+    cached = prompt = n = bound = 0
+    gen = [0, 0]  # the target's generation requests: cached, prompt tokens
+    for rec in records:
+        for s in rec["steps"]:
+            for r in s.get("requests", ()):
+                if r.get("kind") == "generate" and r.get("role") == "target":
+                    gen[0] += r.get("cached_tokens", 0)
+                    gen[1] += r.get("prompt_tokens", 0)
+                if r.get("kind") == "score":
+                    n += 1
+                    cached += r.get("cached_tokens", 0)
+                    prompt += r.get("prompt_tokens", 0)
+                    # at most the prefix minus its last token can come from the cache: the
+                    # chunk is new to the target, and the logits of the chunk's first token
+                    # need the last prefix position recomputed (logprob_start_len = P - 1)
+                    bound += r.get("prompt_tokens", 0) - s.get("n_tokens", 0) - 1
+    return {"requests": n, "prompt_tokens": prompt, "cached_tokens": cached,
+            "hit_rate": cached / prompt if prompt else None,
+            "hit_rate_upper_bound": bound / prompt if prompt else None,
+            "target_generate_hit_rate": gen[0] / gen[1] if gen[1] else None,
+            "target_all_hit_rate": (cached + gen[0]) / (prompt + gen[1]) if prompt + gen[1] else None}
+
+
+def row_figures(name: str, summary: dict, records: list[dict]) -> dict:
+    steps = [s for r in records for s in r["steps"]]
+    first = [s for s in steps if s.get("attempt") == 0 and s.get("decision")]
+    tr = summary["takeover_rate"]
+    cache = scoring_cache(records)
+    return {
+        "name": name, "policy": summary["policy"], "n_samples": summary["n_samples_completed"],
+        "n_failed": summary["n_failed"],
+        "wall_seconds": summary["wall_seconds"], "latency_median": summary["latency_median"],
+        "latency_p90": summary["latency_p90"],
+        "samples_per_second": summary["n_samples_completed"] / summary["wall_seconds"],
+        "pass@1": summary["pass@1"], "takeover_rate": tr["rate"], "takeover_decisions": tr["n"],
+        "target_chunk_share": summary["target_chunk_share"],
+        "tokens": summary["tokens"],
+        "cache_hit_rate_scoring": cache["hit_rate"], "scoring_cache": cache,
+        # pipelining: share of first-attempt draft chunks that were pre-generated
+        "pre_generated_share": (sum(bool(s.get("pre_generated")) for s in first) / len(first)) if first else None,
+    }
+
+
+def ratios(row: dict, ref: dict | None) -> dict | None:
+    """``row`` against ``ref``: speedup = ref wall / row wall (> 1: row faster)."""
+    if ref is None:
+        return None
+
+    def div(a, b):
+        return a / b if a is not None and b else None
+
+    return {"speedup_wall": div(ref["wall_seconds"], row["wall_seconds"]),
+            "wall_ratio": div(row["wall_seconds"], ref["wall_seconds"]),
+            "latency_median_ratio": div(row["latency_median"], ref["latency_median"]),
+            "latency_p90_ratio": div(row["latency_p90"], ref["latency_p90"]),
+            "throughput_ratio": div(row["samples_per_second"], ref["samples_per_second"]),
+            "pass@1_diff": (row["pass@1"] - ref["pass@1"]) if row["pass@1"] is not None else None}
+
+
+def check_targets(rows: dict, orch: dict) -> list[dict]:
+    """The issue's targets, each with its measured figure (None: row missing)."""
+    a, t, u = rows.get("atts"), rows.get("target_only"), rows.get("atts_unpipelined")
+    s = rows.get("sync_ranked")
+    out = []
+
+    def add(name, value, goal, met):
+        out.append({"target": name, "measured": value, "goal": goal, "met": met})
+
+    if a and t:
+        w = a["wall_seconds"] / t["wall_seconds"]
+        d = a["pass@1"] - t["pass@1"]
+        add("atts wall / target_only wall", round(w, 3), "<= 0.5", w <= 0.5)
+        add("atts pass@1 - target_only pass@1", round(d, 4), ">= -0.02", d >= -0.02)
+    if a and s:
+        x = s["wall_seconds"] / a["wall_seconds"]
+        add("sync_ranked wall / atts wall (same budget)", round(x, 3), ">= 1.5", x >= 1.5)
+    if a and u:
+        x = u["latency_median"] / a["latency_median"]
+        add("unpipelined / pipelined median latency", round(x, 3), ">= 1.3", x >= 1.3)
+    lvl = orch.get("512")
+    if lvl:
+        add("orchestrator CPU / wall at 512 samples", round(lvl["cpu_fraction_of_wall"], 4), "<= 0.02",
+            lvl["cpu_fraction_of_wall"] <= 0.02)
+    if a and a["cache_hit_rate_scoring"] is not None:
+        h = a["cache_hit_rate_scoring"]
+        add("atts scoring prompt tokens from radix cache", round(h, 4), ">= 0.8", h >= 0.8)
+    return out
+
+
+# ----------------------------------------------------------------------------- orchestrator
+
+
+class LoopLag:
+    """Event-loop lag: a task sleeping ``period`` s records how much later it wakes."""
+
+    def __init__(self, period: float = 0.01):
+        self.period = period
+        self.lags: list[float] = []
+        self.rss_peak = 0
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(self.period)
+            self.lags.append(time.perf_counter() - t0 - self.period)
+            if len(self.lags) % 20 == 0:
+                self.rss_peak = max(self.rss_peak, rss_bytes())
+
+    def __enter__(self) -> "LoopLag":
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._task.cancel()
+
+    def p(self, q: float) -> float | None:
+        from atts.runtime.summary import quantile
+
+        return quantile(self.lags, q)
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time, all threads; children (grading workers, servers) excluded."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def level_config(cfg: RunConfig, n: int, max_turns: int, out: Path) -> RunConfig:
+    """``n`` samples, all in flight: up to 128 questions x ceil(n/128) samples, each role's
+    concurrency limit >= n, turns capped to bound the duration."""
+    q = min(n, 128)
+    k = math.ceil(n / q)
+    return with_overrides(cfg, policy="atts", samples_per_question=k, limit=q, output_dir=str(out),
+                          sets=[f"draft.max_concurrency={n + 8}", f"target.max_concurrency={n + 8}",
+                                f"chunking.max_turns={max_turns}", "policy.pipeline=true"])
+
+
+async def measure_orchestrator(cfg: RunConfig, urls: dict, n: int, max_turns: int, out: Path, cal: Path,
+                               progress: bool) -> dict:
+    from atts.commands.evaluate import evaluate_async
+    from atts.runtime.session import build_roles, close_roles
+
+    from atts.runtime.store import versions
+
+    lcfg = level_config(cfg, n, max_turns, out)
+    roles = build_roles(lcfg, urls)  # pools sized to this level
+    versions()  # the run manifest imports sglang, torch...: once per process, not the orchestrator's steady cost
+    try:
+        await flush_caches(urls)
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        with LoopLag() as lag:
+            s = await evaluate_async(lcfg, roles, calibration=cal, force=True, progress=progress)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        requests = sum(r.engine.counters["requests"] for r in roles.values())
+    finally:
+        await close_roles(roles)
+    return {"concurrent_samples": lcfg.samples_per_question * lcfg.dataset.limit, "max_turns": max_turns,
+            "wall_seconds": wall, "cpu_seconds": cpu, "cpu_fraction_of_wall": cpu / wall,
+            "requests": requests, "cpu_ms_per_request": 1000 * cpu / max(1, requests),
+            "loop_lag_ms_p50": 1000 * (lag.p(0.5) or 0), "loop_lag_ms_p99": 1000 * (lag.p(0.99) or 0),
+            "loop_lag_ms_max": 1000 * max(lag.lags, default=0),
+            "rss_mb": max(lag.rss_peak, rss_bytes()) / 2**20, "n_failed": s["n_failed"]}
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+async def flush_caches(urls: dict) -> None:
+    """Empty both servers' radix caches, so a row does not inherit another's prefixes."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as c:
+        for role, us in urls.items():
+            for u in us:
+                for _ in range(20):  # refused while requests are still running
+                    try:
+                        r = await c.post(u + "/flush_cache")
+                        if r.status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await asyncio.sleep(0.5)
+                else:
+                    print(f"atts bench: could not flush the {role} server's cache at {u}", file=sys.stderr)
+
+
+def variant_config(cfg: RunConfig, v: Variant, out: Path, rows: dict) -> RunConfig:
+    # the config's policy is ATTS (checked in main); other policies keep the parameters they know
+    c = with_overrides(cfg, sets=list(v.sets), policy=v.policy, output_dir=str(out))
+    if v.name == "sync_ranked" and rows.get("atts") and hasattr(c.policy.params, "alpha"):
+        # same takeover budget: the share of chunks ATTS had the target write
+        share = max(1e-3, min(0.999, rows["atts"]["target_chunk_share"]))
+        c = with_overrides(c, sets=[f"policy.alpha={share:.4f}"])
+    return c
+
+
+async def run_row(cfg: RunConfig, v: Variant, roles, urls, out: Path, cal: Path, rows: dict, progress: bool) -> dict:
+    from atts.commands.evaluate import evaluate_async
+    from atts.runtime.store import RunStore
+
+    rcfg = variant_config(cfg, v, out, rows)
+    shutil.rmtree(out, ignore_errors=True)  # a row is timed whole, never resumed half-way
+    await flush_caches(urls)
+    s = await evaluate_async(rcfg, roles, calibration=cal, force=True, progress=progress,
+                             schedule=v.schedule, scoring_prompt=v.scoring_prompt,
+                             command=["atts bench", v.name])
+    recs = list(RunStore(out).completed().values())
+    row = row_figures(v.name, s, recs)
+    row["policy_params"] = rcfg.to_dict()["policy"]
+    row["schedule"], row["scoring_prompt"] = v.schedule, v.scoring_prompt
+    return row
+
+
+def with_ratios(rows: dict) -> dict:
+    t, r = rows.get("target_only"), rows.get("research_schedule")
+    return {n: {**row, "vs_target_only": ratios(row, t), "vs_research_schedule": ratios(row, r)}
+            for n, row in rows.items()}
+
+
+def write_outputs(out: Path, meta: dict, rows: dict, orch: dict, notes: list[str]) -> dict:
+    rows = with_ratios(rows)
+    ordered = [rows[n] for n in ROW_ORDER if n in rows]
+    a = rows.get("atts")
+    r = rows.get("research_schedule")
+    doc = {**meta, "rows": ordered, "orchestrator": orch,
+           "cache_hit_rate_scoring": a["cache_hit_rate_scoring"] if a else None,
+           "cache_hit_rate_scoring_research_text_mode": r["cache_hit_rate_scoring"] if r else None,
+           "targets": check_targets(rows, orch), "notes": notes}
+    atomic_write_json(out / "bench.json", doc)
+    atomic_write_text(out / "bench.md", format_markdown(doc))
+    return doc
+
+
+def _f(v, nd=3) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def format_markdown(doc: dict) -> str:
+    L = [f"command: `{doc.get('command')}`", "",
+         f"{doc.get('n_questions')} questions x {doc.get('samples_per_question')} samples per row; "
+         f"started {doc.get('started_utc')}", "",
+         "| row | wall s | x target_only | x research | median s | p90 s | samples/s | pass@1 | takeover | "
+         "target chunks | scoring cache hit | pre-generated |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        vt, vr = r.get("vs_target_only") or {}, r.get("vs_research_schedule") or {}
+        L.append(f"| {r['name']} | {_f(r['wall_seconds'], 1)} | {_f(vt.get('speedup_wall'), 2)} | "
+                 f"{_f(vr.get('speedup_wall'), 2)} | {_f(r['latency_median'], 2)} | {_f(r['latency_p90'], 2)} | "
+                 f"{_f(r['samples_per_second'], 2)} | {_f(r['pass@1'])} | {_f(r['takeover_rate'])} | "
+                 f"{_f(r['target_chunk_share'])} | {_f(r['cache_hit_rate_scoring'])} | {_f(r['pre_generated_share'])} |")
+    L += ["", "x target_only / x research: speedup in wall time (reference wall / row wall).", ""]
+    if doc["orchestrator"]:
+        L += ["| concurrent samples | wall s | client CPU / wall | CPU ms / request | loop lag p50 / p99 / max ms | RSS MB |",
+              "|---|---|---|---|---|---|"]
+        for n, o in doc["orchestrator"].items():
+            L.append(f"| {n} | {_f(o['wall_seconds'], 1)} | {_f(o['cpu_fraction_of_wall'], 4)} | "
+                     f"{_f(o['cpu_ms_per_request'], 2)} | {_f(o['loop_lag_ms_p50'], 1)} / {_f(o['loop_lag_ms_p99'], 1)}"
+                     f" / {_f(o['loop_lag_ms_max'], 1)} | {_f(o['rss_mb'], 0)} |")
+        L.append("")
+    L += ["| target | measured | goal | met |", "|---|---|---|---|"]
+    for t in doc["targets"]:
+        L.append(f"| {t['target']} | {t['measured']} | {t['goal']} | {'yes' if t['met'] else 'NO'} |")
+    for n in doc["notes"]:
+        L += ["", f"note: {n}"]
+    return "\n".join(L) + "\n"
+
+
+def format_table(doc: dict) -> str:
+    return format_markdown(doc)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[int], max_turns: int,
+                      fresh: bool, progress: bool, command: str) -> dict:
+    from atts.commands.calibrate import calibrate_async, describe, policy_params
+    from atts.method.policies import POLICIES
+    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
+
+    out.mkdir(parents=True, exist_ok=True)
+    prev = {}
+    if (out / "bench.json").exists() and not fresh:
+        old = json.loads((out / "bench.json").read_text())
+        if old.get("config_hash") == _bench_hash(cfg):
+            prev = old
+    rows = {r["name"]: r for r in prev.get("rows", ())}
+    orch = dict(prev.get("orchestrator", {}))
+    notes: list[str] = []
+    meta = {"command": command, "config": cfg.to_dict(), "config_hash": _bench_hash(cfg),
+            "n_questions": cfg.dataset.limit, "samples_per_question": cfg.samples_per_question,
+            "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    for n in names:
+        if VARIANTS[n].policy not in POLICIES:
+            notes.append(f"row {n} skipped: policy {VARIANTS[n].policy!r} is not registered in atts.policies")
+            rows.pop(n, None)
+    cal = cfg.calibration_path
+    with servers_for(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as urls:
+        roles = build_roles(cfg, urls)
+        try:
+            await check_reachable(roles)
+            if not cal.exists():
+                c = await calibrate_async(cfg, roles, progress=progress)
+                c.save(cal)
+                print(describe(c, policy_params(cfg).alpha), file=sys.stderr)
+            for n in names:
+                if n in rows or VARIANTS[n].policy not in POLICIES:
+                    continue
+                print(f"atts bench: row {n}", file=sys.stderr)
+                rows[n] = await run_row(cfg, VARIANTS[n], roles, urls, out / "rows" / n, cal, rows, progress)
+                write_outputs(out, meta, rows, orch, notes)
+        finally:
+            await close_roles(roles)
+        for lvl in levels:
+            if str(lvl) in orch:
+                continue
+            print(f"atts bench: orchestrator at {lvl} concurrent samples", file=sys.stderr)
+            orch[str(lvl)] = await measure_orchestrator(cfg, urls, lvl, max_turns, out / "orchestrator" / str(lvl),
+                                                        cal, progress)
+            write_outputs(out, meta, rows, orch, notes)
+    return write_outputs(out, meta, rows, orch, notes)
+
+
+def _bench_hash(cfg: RunConfig) -> str:
+    from atts.commands.evaluate import run_hash
+
+    d = dataclasses.replace(cfg, output_dir="-")
+    return run_hash(d, None) + f"-{cfg.dataset.limit}-{cfg.samples_per_question}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="atts bench", description="Speed benchmark (see module docs).")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--output", required=True, help="directory for bench.json, bench.md and the rows' samples")
+    ap.add_argument("--limit", type=int, help="first N questions (default: the config's)")
+    ap.add_argument("--samples-per-question", type=int)
+    ap.add_argument("--rows", default=",".join(ROW_ORDER), help=f"comma-separated subset of {','.join(ROW_ORDER)}")
+    ap.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)),
+                    help="orchestrator concurrency levels (empty: skip)")
+    ap.add_argument("--orchestrator-max-turns", type=int, default=2, help="turn cap of the orchestrator runs")
+    ap.add_argument("--calibration", help="calibration file (default: calibration.path or DIR/calibration.json)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    ap.add_argument("--fresh", action="store_true", help="rerun rows already in DIR/bench.json")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    from atts.cli import run_guarded
+    from atts.config import ConfigError
+
+    def body():
+        names = [n.strip() for n in args.rows.split(",") if n.strip()]
+        bad = [n for n in names if n not in VARIANTS]
+        if bad:
+            raise ConfigError(f"--rows: unknown row(s) {', '.join(bad)}; known: {', '.join(ROW_ORDER)}")
+        try:
+            levels = [int(x) for x in args.levels.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--levels: expected comma-separated integers, got {args.levels!r}") from None
+        if any(n <= 0 for n in levels):
+            raise ConfigError("--levels: must be > 0")
+        out = Path(args.output)
+        cfg = with_overrides(load_config(args.config), limit=args.limit, output_dir=str(out),
+                             samples_per_question=args.samples_per_question, calibration=args.calibration,
+                             sets=args.set)
+        if cfg.policy.name != "atts":
+            raise ConfigError(f"bench: the config's policy must be atts (its parameters define the atts rows), "
+                              f"got {cfg.policy.name!r}")
+        if cfg.dataset.limit is None:
+            raise ConfigError("bench: set dataset.limit in the config or pass --limit")
+        if not cfg.calibration.path:
+            cfg = with_overrides(cfg, calibration=str(out / "calibration.json"))
+        command = "atts bench " + " ".join(argv if argv is not None else sys.argv[1:])
+        doc = asyncio.run(bench_async(cfg, out, names, levels, args.orchestrator_max_turns, args.fresh,
+                                      not args.no_progress, command))
+        print(format_table(doc))
+        print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+        return 0
+
+    return run_guarded(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""``python -m atts.calibrate --config CFG [--output PATH] [--limit N]``
+
+Rolls out the draft on the calibration split, scores its chunks with the target, and
+writes a calibration file (`atts.conformal.CalibrationFile`).
+
+- ``marginal`` / ``per_question``: every sample's first draft chunk (turn 0), scored by
+  the target; all scores pooled, or kept per question.
+- ``per_turn``: sequential, so that turn t's scores come from the same process as at
+  evaluation (after a takeover the context is better and the next chunk scores
+  differently): set turn 0's threshold from turn-0 chunks; run the gated policy with
+  the thresholds found so far to reach turn 1; set turn 1's threshold from those
+  chunks; and so on, until fewer than ``calibration.min_per_turn`` samples are left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from atts.config import RunConfig, load_config, with_overrides
+from atts.method.conformal import CalibrationFile
+from atts.tasks.datasets import load_from_config
+from atts.engines.sglang import ContextOverflow, EngineError, ServerDown
+from atts.method.policies import ATTS, POLICIES, ATTSParams
+from atts.runtime.runner import Progress, SampleContext, SampleState, finished_reason
+from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
+
+
+def calibration_meta(cfg: RunConfig) -> dict:
+    """Settings a calibration is only valid under; evaluate compares them."""
+    c = cfg.chunking
+    return {
+        "draft_model": cfg.draft.model, "target_model": cfg.target.model,
+        "chunking": {"stop": list(c.stop), "max_tokens_per_chunk": c.max_tokens_per_chunk},
+        "draft_temperature": cfg.sampling.draft_temperature, "top_p": cfg.sampling.top_p,
+        "prompt": {"template": cfg.prompt.template, "system": cfg.prompt.system},
+    } | _score_kind(cfg)
+
+
+def _score_kind(cfg: RunConfig) -> dict:
+    """What a calibration score is, for policies whose score is not the target's PPL of
+    a draft chunk (atts_self, specreason_conformal): kept apart from ATTS's files."""
+    kind = getattr(POLICIES[cfg.policy.name], "calibration_kind", None)
+    return {"score": kind(cfg.policy.params)} if kind else {}
+
+
+def calibration_policy(cfg: RunConfig):
+    """The policy whose propose/resolve the calibration rolls out: the configured one
+    if it has them (ATTS and its kin), else ATTS."""
+    cls = POLICIES[cfg.policy.name]
+    policy = cls(cfg.policy.params) if hasattr(cls, "propose") else ATTS(policy_params(cfg))
+    if getattr(policy.params, "pipeline", False):  # calibration runs in phases: no next-turn drafts
+        policy.params = dataclasses.replace(policy.params, pipeline=False)
+    return policy
+
+
+def score_of(policy, prop) -> float | None:
+    """A proposal's nonconformity score: the policy's own, or the scoring's PPL."""
+    f = getattr(policy, "nonconformity", None)
+    if f is not None:
+        return f(prop)
+    return prop.scoring.ppl if prop.scoring is not None else None
+
+
+def policy_params(cfg: RunConfig):
+    p = cfg.policy.params
+    return p if hasattr(p, "alpha") and hasattr(p, "grouping") else ATTSParams()
+
+
+async def _first_chunk_scores(policy, roles, chunking, questions, k, progress) -> dict[str, list[float]]:
+    bar = Progress(len(questions) * k, "calibrate (turn 0)", progress)
+    scores: dict[str, list[float]] = {}
+    failures = []
+
+    async def one(q, r):
+        ctx = SampleContext(SampleState(q, r), roles, chunking)
+        try:
+            s = score_of(policy, await policy.propose(ctx))
+            if s is not None:
+                scores.setdefault(q.id, []).append(s)
+        except ServerDown:
+            raise  # stops the calibration with its own message
+        except EngineError as e:
+            failures.append(str(e))
+        bar.update({"status": "done", "steps": [], "correct": False})
+
+    try:
+        await asyncio.gather(*(one(q, r) for q in questions for r in range(k)))
+    finally:
+        bar.close()
+    _check_failures(failures, len(questions) * k)
+    return scores
+
+
+def _check_failures(failures: list[str], total: int) -> None:
+    if failures:
+        print(f"atts.calibrate: {len(failures)}/{total} samples failed, e.g. {failures[0]}", file=sys.stderr)
+        if len(failures) > 0.1 * total:
+            raise EngineError("calibrate", f"{len(failures)} of {total} calibration samples failed")
+
+
+async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_per_turn: int,
+                           progress: bool) -> dict[str, list[float]]:
+    ctxs = [SampleContext(SampleState(q, r), roles, chunking) for q in questions for r in range(k)]
+    groups: dict[str, list[float]] = {}
+    failures: list[str] = []
+    for t in range(chunking.max_turns):
+        active = [c for c in ctxs if c.state.status == "running"]
+        if len(active) < min_per_turn:
+            if t == 0:
+                raise EngineError("calibrate", f"only {len(active)} calibration samples; need {min_per_turn}")
+            break
+
+        async def guarded(coro, ctx):
+            try:
+                return await coro
+            except ContextOverflow as e:
+                ctx.state.status, ctx.state.error = "truncated", str(e)
+            except ServerDown:
+                raise
+            except EngineError as e:
+                ctx.state.status, ctx.state.error = "failed", str(e)
+                failures.append(str(e))
+            return None
+
+        # phase 1: every active sample proposes its turn-t draft chunk, scored
+        props = await asyncio.gather(*(guarded(policy.propose(c), c) for c in active))
+        turn_scores = [s for s in (score_of(policy, p) for p in props if p is not None) if s is not None]
+        if len(turn_scores) < min_per_turn:
+            break
+        groups[f"turn:{t}"] = turn_scores
+        policy.gate = CalibrationFile("per_turn", groups, {}, params.alpha).gate(params.alpha)
+        # phase 2: resolve with the thresholds found so far, which moves samples to turn t+1
+        live = [(c, p) for c, p in zip(active, props) if p is not None]
+        await asyncio.gather(*(guarded(policy.resolve(c, p), c) for c, p in live))
+        for c, _ in live:
+            if c.state.status == "running":
+                c.state.turn += 1
+                reason = finished_reason(c.state, chunking)
+                if reason:
+                    c.state.status = "done"
+        if progress:
+            q_hat = policy.gate.groups[f"turn:{t}"].quantile
+            print(f"calibrate: turn {t}: {len(turn_scores)} chunks, threshold {q_hat:.4f}", file=sys.stderr)
+    _check_failures(failures, len(ctxs))
+    return groups
+
+
+async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, progress: bool = True) -> CalibrationFile:
+    params = policy_params(cfg)
+    split = cfg.calibration.split or cfg.dataset.split
+    questions = load_from_config(cfg.dataset, split=split, limit=limit or cfg.calibration.limit)
+    k = cfg.calibration.samples_per_question or cfg.samples_per_question
+    chunking = chunking_of(cfg)
+    if params.grouping == "per_question" and split != cfg.dataset.split:
+        print("atts.calibrate: note: per_question calibration keys scores by question; evaluate only the "
+              "calibrated questions (the paper's setting: calibration.split = dataset.split)", file=sys.stderr)
+    t0 = time.perf_counter()
+    if params.grouping == "per_turn":
+        scores = await _per_turn_scores(calibration_policy(cfg), roles, chunking, questions, k, params,
+                                        cfg.calibration.min_per_turn, progress)
+        alpha = params.alpha
+    else:
+        by_q = await _first_chunk_scores(calibration_policy(cfg), roles, chunking, questions, k, progress)
+        scores = ({"all": [s for v in by_q.values() for s in v]} if params.grouping == "marginal"
+                  else {f"q:{qid}": v for qid, v in by_q.items()})
+        alpha = None
+    meta = calibration_meta(cfg) | {
+        "dataset": cfg.dataset.name, "split": split, "n_questions": len(questions), "samples_per_question": k,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
+    return CalibrationFile(params.grouping, scores, meta, alpha)
+
+
+async def _main_async(cfg: RunConfig, output: Path, limit: int | None, progress: bool) -> CalibrationFile:
+    with servers_for(cfg) as urls:
+        roles = build_roles(cfg, urls)
+        try:
+            await check_reachable(roles)
+            cal = await calibrate_async(cfg, roles, limit=limit, progress=progress)
+        finally:
+            await close_roles(roles)
+    cal.save(output)
+    return cal
+
+
+def describe(cal: CalibrationFile, alpha: float) -> str:
+    gate = cal.gate(alpha) if cal.grouping != "per_turn" else cal.gate(cal.alpha)
+    lines = [f"calibration: grouping={cal.grouping} groups={len(cal.scores)} hash={cal.hash}"]
+    for k in list(gate.groups)[:12]:
+        g = gate.groups[k]
+        lines.append(f"  {k}: n={g.n} threshold(alpha={g.alpha})={g.quantile:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m atts.calibrate", description=__doc__.split("\n\n")[1])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--output", help="calibration file (default: calibration.path, or <output_dir>/calibration.json)")
+    ap.add_argument("--limit", type=int, help="first N calibration questions")
+    ap.add_argument("--alpha", type=float)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    from atts.cli import run_guarded
+
+    def body():
+        cfg = with_overrides(load_config(args.config), alpha=args.alpha, sets=args.set)
+        out = Path(args.output) if args.output else cfg.calibration_path
+        cal = asyncio.run(_main_async(cfg, out, args.limit, not args.no_progress))
+        print(describe(cal, policy_params(cfg).alpha))
+        print(f"wrote {out}")
+        return 0
+
+    return run_guarded(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""``atts compare --config CFG --policies a,b,label=policy,... --output DIR [--limit N]
+[--samples-per-question K] [--alpha A] [--set KEY=VALUE] [--param LABEL.KEY=VALUE]``
+
+Runs several policies side by side and writes one table. The servers start once (or the
+config's URLs are used) and every policy runs, one after another, on the same questions
+and samples with the same per-request seeds (`atts.runner.request_seed`), each as a
+normal resumable run in ``DIR/<label>/``. Calibrated policies share a calibration file
+when their scores are the same quantity (``DIR/calibration-<kind>-<hash>.json``, made
+once if missing). Then:
+
+    DIR/compare.json   {"rows": [{name, policy, pass@1, maj@k, pass@k, takeover_rate,
+                        n_samples_completed, wall_seconds, latency_median, latency_p90,
+                        target_token_share, tokens, throughput ...}], ...}
+    DIR/compare.md     the same table in Markdown
+    DIR/compare.png    accuracy versus median sample latency (and versus the target's
+                       share of generated tokens)
+
+A policy is named by its registry name, or ``label=name`` to run one policy twice with
+different parameters; ``--param label.key=value`` sets that run's policy parameters
+(``--set`` applies to every run and must not name ``policy.*`` keys). A rerun of the
+same command resumes each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from atts.config import ConfigError, RunConfig, load_config, stable_hash, with_overrides
+from atts.runtime.store import atomic_write_json, atomic_write_text
+
+ROW_KEYS = ("name", "policy", "pass@1", "maj@k", "pass@k", "takeover_rate", "n_samples_completed", "wall_seconds",
+            "latency_median", "latency_p90", "target_token_share")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    label: str
+    cfg: RunConfig
+
+
+def parse_policies(spec: str) -> list[tuple[str, str]]:
+    """'a,b,x=c' -> [(a, a), (b, b), (x, c)]: (label, policy name)."""
+    from atts.method.policies import POLICIES
+
+    out = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        label, _, name = item.partition("=") if "=" in item else (item, "", item)
+        if name not in POLICIES:
+            raise ConfigError(f"--policies: unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
+        if not label.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"--policies: label {label!r} must be letters, digits, - and _")
+        out.append((label, name))
+    labels = [lab for lab, _ in out]
+    if not out or len(set(labels)) != len(labels):
+        raise ConfigError("--policies: give at least one policy, each label once")
+    return out
+
+
+def build_entries(args) -> tuple[RunConfig, list[Entry]]:
+    """The base config (servers, output) and one config per compared run."""
+    out = Path(args.output)
+    for s in args.set:
+        if s.startswith("policy."):
+            raise ConfigError(f"--set {s}: policy parameters go in --param LABEL.KEY=VALUE")
+    pols = parse_policies(args.policies)
+    params: dict[str, list[str]] = {lab: [] for lab, _ in pols}
+    for p in args.param:
+        lab, _, kv = p.partition(".")
+        if lab not in params or "=" not in kv:
+            raise ConfigError(f"--param {p!r}: expected LABEL.KEY=VALUE with LABEL one of {', '.join(params)}")
+        params[lab].append("policy." + kv)
+    raw = load_config(args.config)
+    common = dict(samples_per_question=args.samples_per_question, limit=args.limit)
+    base = with_overrides(raw, output_dir=str(out), sets=args.set, **common)
+    entries = []
+    for lab, name in pols:
+        cfg = with_overrides(raw, policy=name, alpha=args.alpha, output_dir=str(out / lab),
+                             sets=list(args.set) + params[lab], **common)
+        entries.append(Entry(lab, _with_calibration_path(cfg, out)))
+    return base, entries
+
+
+def _with_calibration_path(cfg: RunConfig, out: Path) -> RunConfig:
+    """Calibrated runs whose scores mean the same (same calibration meta and policy
+    parameters: per turn, the policy's own rollout reaches the later turns) share one
+    file."""
+    from atts.commands.calibrate import calibration_meta, policy_params
+    from atts.method.policies import POLICIES
+
+    if not POLICIES[cfg.policy.name].needs_calibration:
+        return cfg
+    p = policy_params(cfg)
+    key = {"meta": calibration_meta(cfg), "grouping": p.grouping,
+           "policy": _params(cfg) if p.grouping == "per_turn" else p.grouping,
+           "calibration": dataclasses.asdict(cfg.calibration) | {"path": None}}
+    kind = calibration_meta(cfg).get("score", "target_ppl").split(":")[0]
+    path = out / f"calibration-{kind}-{stable_hash(key)[:10]}.json"
+    return cfg.replace(calibration=dataclasses.replace(cfg.calibration, path=str(path)))
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def row_of(label: str, cfg: RunConfig, summary: dict, records: list[dict]) -> dict:
+    """One table row from a run's summary and its sample records."""
+    complete = [r for r in records if r["status"] in ("done", "truncated")]
+    tok = Counter()
+    for r in complete:
+        tok.update({k: v for k, v in r["tokens"].items() if isinstance(v, int)})
+    gen = tok["draft_generated"] + tok["target_generated"]
+    # wall time: the span of the sample records (right after a resume too)
+    span = (max(r["finished"] for r in complete) - min(r["started"] for r in complete)) if complete else None
+    tr = summary["takeover_rate"]
+    return {
+        "name": label, "policy": cfg.policy.name, "params": _params(cfg),
+        "pass@1": summary["pass@1"], "maj@k": summary["maj@k"], "pass@k": summary["pass@k"],
+        "takeover_rate": tr["rate"], "takeover_interval": [tr["low"], tr["high"]], "takeover_decisions": tr["n"],
+        "n_samples_completed": summary["n_samples_completed"], "n_failed": summary["n_failed"],
+        "wall_seconds": span, "latency_median": summary["latency_median"], "latency_p90": summary["latency_p90"],
+        "target_token_share": tok["target_generated"] / gen if gen else None,
+        "target_chunk_share": summary["target_chunk_share"],
+        "tokens": dict(sorted(tok.items())),
+        "throughput_samples_per_s": len(complete) / span if span else None,
+        "throughput_tokens_per_s": gen / span if span else None,
+        "output_dir": cfg.output_dir,
+    }
+
+
+def _params(cfg: RunConfig) -> dict:
+    return cfg.to_dict()["policy"]
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown(rows: list[dict], k: int) -> str:
+    head = (f"| policy | pass@1 | maj@{k} | pass@{k} | takeover rate [95%] | target share of generated tokens | "
+            "draft tokens gen + scored | target tokens gen + scored + judged | median / p90 latency s | wall s | samples/s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        t = r["tokens"]
+        tr = "-" if r["takeover_rate"] is None else (f"{r['takeover_rate']:.3f} [{r['takeover_interval'][0]:.2f}, "
+                                                     f"{r['takeover_interval'][1]:.2f}]")
+        name = r["name"] if r["name"] == r["policy"] else f"{r['name']} ({r['policy']})"
+        lines.append(
+            f"| {name} | {_fmt(r['pass@1'])} | {_fmt(r['maj@k'])} | {_fmt(r['pass@k'])} | {tr} | "
+            f"{_fmt(r['target_token_share'])} | {t.get('draft_generated', 0)} + {t.get('draft_scored', 0)} | "
+            f"{t.get('target_generated', 0)} + "
+            f"{t.get('target_scored', 0)} + {t.get('target_judged', 0)} | {_fmt(r['latency_median'], 1)} / "
+            f"{_fmt(r['latency_p90'], 1)} | {_fmt(r['wall_seconds'], 1)} | {_fmt(r['throughput_samples_per_s'], 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """pass@1 against median sample latency, and against the target's token share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    for ax, key, xlabel in ((axes[0], "latency_median", "median sample latency (s)"),
+                            (axes[1], "target_token_share", "target's share of generated tokens")):
+        for r in rows:
+            x, y = r.get(key), r.get("pass@1")
+            if x is None or y is None:
+                continue
+            ax.scatter([x], [y], s=36, zorder=3)
+            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("pass@1")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, progress: bool = True,
+                        command: list[str] | None = None) -> dict:
+    from atts.commands.calibrate import calibrate_async
+    from atts.commands.evaluate import evaluate_async
+    from atts.method.policies import POLICIES
+    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
+    from atts.runtime.store import RunStore
+
+    rows = []
+    t0 = time.perf_counter()
+    with servers_for(base) as urls:
+        roles = build_roles(base, urls)
+        try:
+            await check_reachable(roles)
+            for e in entries:
+                cal = None
+                if POLICIES[e.cfg.policy.name].needs_calibration:
+                    cal = e.cfg.calibration_path
+                    if not cal.exists():
+                        print(f"atts compare: calibrating for {e.label} -> {cal}", file=sys.stderr)
+                        (await calibrate_async(e.cfg, roles, progress=progress)).save(cal)
+                s = await evaluate_async(e.cfg, roles, calibration=cal, progress=progress, command=command)
+                records = list(RunStore(e.cfg.output_dir).completed().values())
+                rows.append(row_of(e.label, e.cfg, s, records))
+                print(f"atts compare: {e.label}: pass@1 {_fmt(s['pass@1'])}, takeover "
+                      f"{_fmt(s['takeover_rate']['rate'])}", file=sys.stderr)
+        finally:
+            await close_roles(roles)
+    k = base.samples_per_question
+    result = {
+        "command": command, "config": base.source_path, "dataset": base.dataset.name, "split": base.dataset.split,
+        "limit": base.dataset.limit, "samples_per_question": k, "seed": base.sampling.seed,
+        "servers": {r: list(u) for r, u in urls.items()}, "created": time.time(),
+        "total_seconds": time.perf_counter() - t0, "rows": rows,
+    }
+    atomic_write_json(out / "compare.json", result)
+    atomic_write_text(out / "compare.md", markdown(rows, k))
+    plot(rows, out / "compare.png", f"{base.dataset.name}: {base.dataset.limit or 'all'} questions x {k} samples")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="atts compare", description=__doc__.split("\n\n")[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--policies", required=True, help="comma-separated policy names or label=policy")
+    ap.add_argument("--output", required=True, help="output directory")
+    ap.add_argument("--limit", type=int, help="first N questions")
+    ap.add_argument("--samples-per-question", type=int)
+    ap.add_argument("--alpha", type=float, help="alpha for every policy that has one")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
+    ap.add_argument("--param", action="append", default=[], metavar="LABEL.KEY=VALUE",
+                    help="policy parameter of one run, e.g. --param specreason.threshold=9")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    from atts.cli import run_guarded
+
+    def body():
+        base, entries = build_entries(args)
+        res = asyncio.run(compare_async(base, entries, Path(args.output), progress=not args.no_progress,
+                                        command=sys.argv))
+        print(markdown(res["rows"], base.samples_per_question))
+        print(f"wrote {Path(args.output) / 'compare.json'}, compare.md, compare.png")
+        return 0 if all(r["n_failed"] == 0 for r in res["rows"]) else 1
+
+    return run_guarded(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

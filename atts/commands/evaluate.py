@@ -1,0 +1,183 @@
+"""``python -m atts.evaluate --config CFG [--policy NAME] [--calibration PATH]
+[--output-dir DIR] [--limit N] [--samples-per-question K] [--alpha A] [--force]``
+
+Runs every sample of the evaluated questions concurrently under the chosen policy and
+writes ``manifest.json``, one record per sample and ``summary.json`` to the output
+directory. Flags override the config. A rerun of the same command resumes: it runs
+exactly the missing samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from atts.commands.calibrate import calibration_meta
+from atts.config import RunConfig, load_config, stable_hash, with_overrides
+from atts.method.conformal import CalibrationFile, ConformalGate
+from atts.tasks.datasets import load_from_config
+from atts.tasks.grading import Grader
+from atts.method.policies import make_policy
+from atts.runtime.runner import Role, run_all
+from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
+from atts.runtime.store import RunStore, versions
+from atts.runtime.summary import summarize
+
+# config fields that do not change what a sample is (where servers run, how many, how fast)
+_RUN_HASH_EXCLUDE = {
+    "output_dir", "samples_per_question", "server_start_timeout_s", "grading_workers", "name",
+}
+_MODEL_EXCLUDE = {"launch", "urls", "device", "tp", "gpu_ids", "mem_fraction_static", "max_total_tokens",
+                  "extra_args", "max_concurrency", "timeout_s", "retries", "cpu_threads", "engine",
+                  "backoff_s", "on_server_down", "down_wait_s"}
+
+
+def run_hash(cfg: RunConfig, calibration_hash: str | None) -> str:
+    d = cfg.to_dict()
+    for k in _RUN_HASH_EXCLUDE:
+        d.pop(k, None)
+    for r in ("draft", "target"):
+        d[r] = {k: v for k, v in d[r].items() if k not in _MODEL_EXCLUDE}
+    d["dataset"].pop("limit", None)
+    d.pop("calibration", None)
+    d["calibration_hash"] = calibration_hash
+    return stable_hash(d)
+
+
+def load_gate(cfg: RunConfig, path: Path | None, force: bool) -> tuple[ConformalGate | None, CalibrationFile | None]:
+    policy_cls = make_policy(cfg.policy.name, cfg.policy.params).__class__
+    if not policy_cls.needs_calibration:
+        return None, None
+    p = path or cfg.calibration_path
+    cal = CalibrationFile.load(p)
+    if not force:
+        cal.check_compatible(calibration_meta(cfg), p)
+        grouping = getattr(cfg.policy.params, "grouping", cal.grouping)
+        if grouping != cal.grouping:
+            from atts.method.conformal import CalibrationError
+
+            raise CalibrationError(f"{p} has grouping {cal.grouping!r}, the policy wants {grouping!r} (use --force to override)")
+    alpha = cfg.policy.params.alpha
+    if force and cal.grouping == "per_turn" and cal.alpha != alpha:
+        from dataclasses import replace
+
+        cal = replace(cal, alpha=alpha)
+    return cal.gate(alpha), cal
+
+
+async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration: Path | None = None,
+                         force: bool = False, progress: bool = True, command: list[str] | None = None,
+                         schedule: str = "concurrent", scoring_prompt: str = "shared") -> dict:
+    """``schedule`` and ``scoring_prompt``: see `atts.runner.run_all` and `Chunking`
+    (other values than the defaults only reproduce the research code's costs: atts.bench)."""
+    gate, cal = load_gate(cfg, calibration, force)
+    policy = make_policy(cfg.policy.name, cfg.policy.params, gate)
+    questions = load_from_config(cfg.dataset)
+    k = cfg.samples_per_question
+    store = RunStore(cfg.output_dir)
+    manifest = {
+        "config": cfg.to_dict(), "config_path": cfg.source_path, "command": command,
+        "versions": versions(), "calibration": {"path": str(calibration or cfg.calibration_path), "hash": cal.hash}
+        if cal else None, "questions": [q.id for q in questions], "samples_per_question": k,
+    }
+    store.open(run_hash(cfg, cal.hash if cal else None), manifest, force=force)
+    t0 = time.perf_counter()
+    with Grader(cfg.grading_workers) as grader:
+        chunking = dataclasses.replace(chunking_of(cfg), scoring_prompt=scoring_prompt)
+        stats = await run_all(policy, questions, k, roles, chunking, store, grader, progress, schedule=schedule)
+    wall = time.perf_counter() - t0
+    wanted = {f"q{q.index:05d}-r{r:03d}" for q in questions for r in range(k)}
+    records = [rec for key, rec in store.completed().items() if key in wanted]
+    summary = summarize(records, policy=cfg.policy.name, dataset=cfg.dataset.name, split=cfg.dataset.split,
+                        n_questions=len(questions), samples_per_question=k,
+                        alpha=getattr(cfg.policy.params, "alpha", None), wall_seconds=wall, ran=stats["ran"])
+    summary["samples_skipped_as_done"] = stats["skipped"]
+    summary["engine_counters"] = {r.name: dict(r.engine.counters) for r in roles.values()}
+    store.write("summary.json", summary)
+    return summary
+
+
+def preflight(cfg: RunConfig, calibration: Path | None, force: bool) -> None:
+    """Everything that can be checked before servers start: dataset, calibration,
+    output directory. Fails fast with a user error."""
+    load_from_config(cfg.dataset)
+    _, cal = load_gate(cfg, calibration, force)
+    RunStore(cfg.output_dir).check(run_hash(cfg, cal.hash if cal else None), force)
+
+
+async def _main_async(cfg: RunConfig, calibration: Path | None, force: bool, progress: bool, command) -> dict:
+    preflight(cfg, calibration, force)
+    with servers_for(cfg) as urls:
+        roles = build_roles(cfg, urls)
+        try:
+            await check_reachable(roles)
+            return await evaluate_async(cfg, roles, calibration=calibration, force=force, progress=progress,
+                                        command=command)
+        finally:
+            await close_roles(roles)
+
+
+SUMMARY_KEYS = ("policy", "dataset", "n_questions", "samples_per_question", "n_samples_completed", "n_failed",
+                "pass@1", "maj@k", "pass@k", "alpha", "target_chunk_share", "wall_seconds", "samples_per_second",
+                "latency_median", "latency_p90")
+
+
+def format_summary(s: dict) -> str:
+    lines = []
+    for k in SUMMARY_KEYS:
+        v = s.get(k)
+        lines.append(f"  {k:22s} {v:.4f}" if isinstance(v, float) else f"  {k:22s} {v}")
+    tr = s["takeover_rate"]
+    if tr["n"]:
+        lines.append(f"  {'takeover_rate':22s} {tr['rate']:.4f}  (95% [{tr['low']:.3f}, {tr['high']:.3f}], n={tr['n']})")
+        for t in s["takeover_rate_by_turn"]:
+            lines.append(f"    turn {t['turn']:<3d} {t['rate']:.3f}  [{t['low']:.3f}, {t['high']:.3f}]  n={t['n']}")
+    tok = s["tokens"]
+    lines.append(f"  tokens                 draft {tok['draft']['generated']}, target {tok['target']['generated']} "
+                 f"generated + {tok['target']['scored']} scored")
+    return "\n".join(lines)
+
+
+def add_eval_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--policy")
+    ap.add_argument("--calibration", help="calibration file (default: calibration.path or <output_dir>/calibration.json)")
+    ap.add_argument("--output-dir")
+    ap.add_argument("--limit", type=int, help="first N questions")
+    ap.add_argument("--samples-per-question", type=int)
+    ap.add_argument("--alpha", type=float)
+    ap.add_argument("--force", action="store_true", help="accept a mismatched calibration or output directory")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any config key, e.g. --set policy.grouping=marginal (repeatable)")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def config_from_args(args) -> RunConfig:
+    return with_overrides(load_config(args.config), policy=args.policy, alpha=args.alpha,
+                          samples_per_question=args.samples_per_question, limit=args.limit,
+                          output_dir=args.output_dir, calibration=args.calibration, sets=args.set)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m atts.evaluate", description="Evaluate a policy (see module docs).")
+    add_eval_args(ap)
+    args = ap.parse_args(argv)
+    from atts.cli import run_guarded
+
+    def body():
+        cfg = config_from_args(args)
+        cal = Path(args.calibration) if args.calibration else None
+        s = asyncio.run(_main_async(cfg, cal, args.force, not args.no_progress, sys.argv))
+        print(f"summary ({Path(cfg.output_dir) / 'summary.json'}):")
+        print(format_summary(s))
+        return 0 if s["n_failed"] == 0 else 1
+
+    return run_guarded(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

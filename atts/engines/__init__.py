@@ -1,0 +1,1 @@
+"""Engines: the Engine protocol and its SGLang and OpenAI-compatible clients, with their shared transport."""

@@ -1,0 +1,1 @@
+"""The method: conformal calibration and the decoding policies."""

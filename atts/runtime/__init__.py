@@ -1,0 +1,1 @@
+"""Runtime: sample context, runner, session, store, summary and progress display."""

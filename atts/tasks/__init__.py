@@ -1,0 +1,1 @@
+"""Tasks: datasets, the synthetic arithmetic task, prompts and answer grading."""

