@@ -15,6 +15,7 @@
 #   scripts/install.sh --client   only the orchestrator, for machines that run atts against
 #                                 remote servers: atts[report], no torch, no sglang
 #   scripts/install.sh --check    only the machine checks: one line per failure, exit 2
+#   scripts/install.sh --inputs-hash   the hash that the up-to-date stamp compares
 #
 # Output: one line per phase; pip's full output goes to $ATTS_VENV/install.log, and its
 # last lines are printed when a phase fails. A failed check exits 2, a failed phase 1.
@@ -40,14 +41,15 @@ MIN_GLIBC="2.34"    # manylinux_2_34 wheels only
 MIN_DRIVER="580"    # torch 2.14.1 from PyPI is a CUDA 13.0 build: driver R580 or later
 MIN_NVCC="13.0"     # FlashInfer compiles its kernels on first use with the CUDA 13 toolkit
 
-usage() { sed -n '6,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '6,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 MODE=server
-CHECK_ONLY=0
+ACTION=install
 for arg in "$@"; do
   case "$arg" in
     --client) MODE=client ;;
-    --check) CHECK_ONLY=1 ;;
+    --check) ACTION=check ;;
+    --inputs-hash) ACTION=inputs-hash ;;  # print the up-to-date stamp's hash (tests, debugging)
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
@@ -142,11 +144,12 @@ run_checks() {
     echo "install.sh: this machine is not ready for the $TARGET install (nothing was installed; ATTS_SKIP_CHECKS=1 installs anyway)" >&2
     exit 2
   fi
-  local IFS=,
-  echo "install.sh: checks passed ($TARGET): ${FOUND[*]}"
+  local found
+  found="$(printf '%s, ' "${FOUND[@]}")"
+  echo "install.sh: checks passed ($TARGET): ${found%, }"
 }
 
-if [[ "$CHECK_ONLY" == 1 ]]; then run_checks; exit 0; fi
+if [[ "$ACTION" == check ]]; then run_checks; exit 0; fi
 
 # ---- up to date? ---------------------------------------------------------------------------
 inputs_hash() {  # source files only: build output under third_party/*/build never counts
@@ -165,6 +168,7 @@ case "$TARGET" in
 esac
 STAMP="$VENV/.atts-install-stamp"
 WANT="$(inputs_hash)"
+if [[ "$ACTION" == inputs-hash ]]; then echo "$WANT"; exit 0; fi
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] && "$VENV/bin/python" -c "$PROBE" 2>/dev/null; then
   echo "install.sh: $VENV is up to date ($TARGET)"
   exit 0
