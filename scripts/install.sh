@@ -204,6 +204,10 @@ PIP=("$VPY" -m pip --disable-pip-version-check)
 
 make_venv() {
   if [[ ! -x "$VPY" ]]; then "$PYTHON" -m venv "$VENV" || return 1; fi
+  # The distribution was called `atts` before atts-runtime: a venv made then holds both.
+  if "$VPY" -c 'import importlib.metadata as md; md.distribution("atts")' 2>/dev/null; then
+    "${PIP[@]}" uninstall -y atts || return 1
+  fi
   "${PIP[@]}" install --upgrade "pip>=24" "setuptools>=77" wheel
 }
 
