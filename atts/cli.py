@@ -20,6 +20,8 @@ import signal
 import sys
 from pathlib import Path
 
+from atts import DISTRIBUTION, __version__
+
 
 def run_guarded(body) -> int:
     """Run a command body: user errors print one clear line and exit 2, Ctrl-C exits 130
@@ -100,6 +102,7 @@ SUBCOMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="atts", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--version", action="version", version=f"atts {__version__} ({DISTRIBUTION})")
     sub = ap.add_subparsers(dest="cmd", required=True)
     from atts.commands.evaluate import add_eval_args
 
