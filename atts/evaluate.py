@@ -26,6 +26,7 @@ from atts.runner import Role, run_all
 from atts.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
 from atts.store import RunStore, versions
 from atts.summary import summarize
+from atts.tasks.chunk_replay import short_chunk_warning
 
 # config fields that do not change what a sample is (where servers run, how many, how fast)
 _RUN_HASH_EXCLUDE = {
@@ -97,6 +98,8 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
                         alpha=getattr(cfg.policy.params, "alpha", None), wall_seconds=wall, ran=stats["ran"])
     summary["samples_skipped_as_done"] = stats["skipped"]
     summary["engine_counters"] = {r.name: dict(r.engine.counters) for r in roles.values()}
+    if w := short_chunk_warning(records, cfg.chunking.max_tokens_per_chunk, cfg.chunking.max_turns):  # issue 13 item 1
+        summary["warnings"] = [w]; print(f"atts: warning: {w}", file=sys.stderr)  # noqa: E702
     store.write("summary.json", summary)
     return summary
 
