@@ -34,7 +34,8 @@ _RUN_HASH_EXCLUDE = {
 }
 _MODEL_EXCLUDE = {"launch", "urls", "device", "tp", "gpu_ids", "mem_fraction_static", "max_total_tokens",
                   "extra_args", "max_concurrency", "timeout_s", "retries", "cpu_threads", "engine",
-                  "backoff_s", "on_server_down", "down_wait_s"}
+                  "backoff_s", "on_server_down", "down_wait_s",
+                  "api_key_env", "served_model_name"}  # issue 13 item 9: how to reach a server, not what it runs
 
 
 def run_hash(cfg: RunConfig, calibration_hash: str | None) -> str:
@@ -81,7 +82,7 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
     k = cfg.samples_per_question
     store = RunStore(cfg.output_dir)
     manifest = {
-        "config": cfg.to_dict(), "config_path": cfg.source_path, "command": command,
+        "config": cfg.to_dict(public=True), "config_path": cfg.source_path, "command": command,
         "versions": versions(), "calibration": {"path": str(calibration or cfg.calibration_path), "hash": cal.hash}
         if cal else None, "questions": [q.id for q in questions], "samples_per_question": k,
     }
