@@ -133,11 +133,13 @@ SUMMARY_KEYS = ("policy", "dataset", "n_questions", "samples_per_question", "n_s
 def format_summary(s: dict) -> str:
     lines = []
     for k in SUMMARY_KEYS:
-        v = s.get(k)
-        lines.append(f"  {k:22s} {v:.4f}" if isinstance(v, float) else f"  {k:22s} {v}")
+        v, ci = s.get(k), s.get(f"{k}_ci")  # issue 13 item 6: the cluster-bootstrap interval, where there is one
+        lines.append((f"  {k:22s} {v:.4f}" if isinstance(v, float) else f"  {k:22s} {v}")
+                     + (f"  (95% [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else ""))
     tr = s["takeover_rate"]
     if tr["n"]:
-        lines.append(f"  {'takeover_rate':22s} {tr['rate']:.4f}  (95% [{tr['low']:.3f}, {tr['high']:.3f}], n={tr['n']})")
+        lines.append(f"  {'takeover_rate':22s} {tr['rate']:.4f}  (95% [{tr['low']:.3f}, {tr['high']:.3f}], n={tr['n']}, "
+                     f"{tr.get('interval', 'wilson')})")
         for t in s["takeover_rate_by_turn"]:
             lines.append(f"    turn {t['turn']:<3d} {t['rate']:.3f}  [{t['low']:.3f}, {t['high']:.3f}]  n={t['n']}")
     tok = s["tokens"]
