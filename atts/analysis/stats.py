@@ -97,9 +97,9 @@ def majority_correct(samples: Sequence[tuple[str | None, bool]], kind: str = "ma
     Grouping, cheapest first: (1) answers equal after `normalise_answer` form a group;
     (2) every correct answer is equivalent to the gold, hence to each other: the correct
     groups merge without a check; (3) incorrect groups are merged pairwise with
-    ``equivalent`` (the project's grader: `atts.grading.Grader.grade`), and only when the
-    incorrect answers together could outvote the correct ones. Ties go to the group
-    seen first. Samples without an answer do not vote."""
+    ``equivalent`` (the project's grader: `atts.grading.Grader.grade`), and only when
+    the question has a correct answer that the incorrect ones together could outvote.
+    Ties go to the group seen first. Samples without an answer do not vote."""
     groups: dict[str, list] = {}  # normalised answer -> [count, correct, first position]
     for pos, (ans, ok) in enumerate(samples):
         if ans is None:
@@ -110,8 +110,10 @@ def majority_correct(samples: Sequence[tuple[str | None, bool]], kind: str = "ma
         return False
     right = [g for g in groups.values() if g[1]]
     wrong = [g for g in groups.values() if not g[1]]
-    merged = [[sum(g[0] for g in right), True, min(g[2] for g in right)]] if right else []
-    if equivalent is not None and len(wrong) > 1 and (not right or sum(g[0] for g in wrong) >= merged[0][0]):
+    if not right:
+        return False  # no correct answer to win: no grader call, however the wrong ones group
+    merged = [[sum(g[0] for g in right), True, min(g[2] for g in right)]]
+    if equivalent is not None and len(wrong) > 1 and sum(g[0] for g in wrong) >= merged[0][0]:
         wrong = _merge_equivalent(wrong, kind, equivalent)
     else:
         wrong = [[g[0], False, g[2]] for g in wrong]
