@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -66,6 +67,10 @@ class ModelConfig:
     backoff_s: float = 0.5  # first retry delay; doubles per retry (capped at 8 s), with jitter
     on_server_down: Literal["fail", "wait"] = "fail"  # a dead server stops the run, or is waited for
     down_wait_s: float = 600.0  # on_server_down: wait: the longest wait for /health to answer again
+    # servers started with --api-key: the NAME of the environment variable holding the
+    # key (sent as `Authorization: Bearer`; the key is never written anywhere)
+    api_key_env: str | None = None
+    served_model_name: str | None = None  # engine: openai: the `model` of each request (default: the first served)
 
     @property
     def model_path(self) -> str:
@@ -100,6 +105,11 @@ class ModelConfig:
             raise ConfigError(f"{key}.backoff_s: must be >= 0")
         _positive(f"{key}.timeout_s", self.timeout_s)
         _positive(f"{key}.down_wait_s", self.down_wait_s)
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ConfigError(f"{key}.api_key_env: the name of an environment variable, not the key itself "
+                              f"(letters, digits and _)")
+        if self.served_model_name is not None and self.engine != "openai":
+            raise ConfigError(f"{key}.served_model_name: only for `engine: openai` (SGLang's native API names no model)")
 
 
 @dataclass(frozen=True)
@@ -124,7 +134,10 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class ChunkingConfig:
-    stop: tuple[str, ...] = ("\n\n",)
+    # no stop string by default, as the research code: 500-token chunks, 15 turns. A
+    # blank-line stop on real R1 text ends chunks after ~40 tokens and a 15-turn cap
+    # then cuts 64% of real solutions off (tests/unit/test_chunk_replay.py)
+    stop: tuple[str, ...] = ()
     max_tokens_per_chunk: int = 500
     max_turns: int = 15
     token_budget: int = 8192
@@ -203,14 +216,23 @@ class RunConfig:
     def calibration_path(self) -> Path:
         return Path(self.calibration.path) if self.calibration.path else Path(self.output_dir) / "calibration.json"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, public: bool = False) -> dict:
+        """The config as plain data; ``public``: without the fields that point at secrets
+        (`SECRET_FIELDS`), for what a run writes (manifest, bench meta)."""
         d = _to_plain(self)
         d.pop("source_path", None)
+        if public:
+            for r in ("draft", "target"):
+                for k in SECRET_FIELDS:
+                    d[r].pop(k, None)
         d["policy"] = {"name": self.policy.name, **_to_plain(self.policy.params)}
         return d
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+SECRET_FIELDS = ("api_key_env",)  # per role: left out of written configs and of run identity
 
 
 def _to_plain(obj):

@@ -38,12 +38,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from atts.engines import EngineSettings, SGLangEngine  # noqa: E402
-from atts.grading import extract_boxed  # noqa: E402
-from atts.prompts import Prompter  # noqa: E402
-from atts.servers import ServerGroup, ServerSpec  # noqa: E402
+from atts.engines.sglang import EngineSettings, SGLangEngine  # noqa: E402
+from atts.tasks.grading import extract_boxed  # noqa: E402
+from atts.tasks.prompts import Prompter  # noqa: E402
+from atts.serving.sglang import ServerGroup, ServerSpec  # noqa: E402
 from atts.tasks import reasoning  # noqa: E402
-from atts.data import Question  # noqa: E402
+from atts.tasks.datasets import Question  # noqa: E402
 
 
 def auroc(pos: list[float], neg: list[float]) -> float:

@@ -367,7 +367,7 @@ async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[
     rows = {r["name"]: r for r in prev.get("rows", ())}
     orch = dict(prev.get("orchestrator", {}))
     notes: list[str] = []
-    meta = {"command": command, "config": cfg.to_dict(), "config_hash": _bench_hash(cfg),
+    meta = {"command": command, "config": cfg.to_dict(public=True), "config_hash": _bench_hash(cfg),
             "n_questions": cfg.dataset.limit, "samples_per_question": cfg.samples_per_question,
             "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
     for n in names:

@@ -26,6 +26,7 @@ from atts.runtime.runner import Role, run_all
 from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
 from atts.runtime.store import RunStore, versions
 from atts.runtime.summary import summarize
+from atts.tasks.chunk_replay import short_chunk_warning
 
 # config fields that do not change what a sample is (where servers run, how many, how fast)
 _RUN_HASH_EXCLUDE = {
@@ -33,7 +34,8 @@ _RUN_HASH_EXCLUDE = {
 }
 _MODEL_EXCLUDE = {"launch", "urls", "device", "tp", "gpu_ids", "mem_fraction_static", "max_total_tokens",
                   "extra_args", "max_concurrency", "timeout_s", "retries", "cpu_threads", "engine",
-                  "backoff_s", "on_server_down", "down_wait_s"}
+                  "backoff_s", "on_server_down", "down_wait_s",
+                  "api_key_env", "served_model_name"}  # issue 13 item 9: how to reach a server, not what it runs
 
 
 def run_hash(cfg: RunConfig, calibration_hash: str | None) -> str:
@@ -80,7 +82,7 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
     k = cfg.samples_per_question
     store = RunStore(cfg.output_dir)
     manifest = {
-        "config": cfg.to_dict(), "config_path": cfg.source_path, "command": command,
+        "config": cfg.to_dict(public=True), "config_path": cfg.source_path, "command": command,
         "versions": versions(), "calibration": {"path": str(calibration or cfg.calibration_path), "hash": cal.hash}
         if cal else None, "questions": [q.id for q in questions], "samples_per_question": k,
     }
@@ -97,6 +99,8 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
                         alpha=getattr(cfg.policy.params, "alpha", None), wall_seconds=wall, ran=stats["ran"])
     summary["samples_skipped_as_done"] = stats["skipped"]
     summary["engine_counters"] = {r.name: dict(r.engine.counters) for r in roles.values()}
+    if w := short_chunk_warning(records, cfg.chunking.max_tokens_per_chunk, cfg.chunking.max_turns):  # issue 13 item 1
+        summary["warnings"] = [w]; print(f"atts: warning: {w}", file=sys.stderr)  # noqa: E702
     store.write("summary.json", summary)
     return summary
 
@@ -129,11 +133,13 @@ SUMMARY_KEYS = ("policy", "dataset", "n_questions", "samples_per_question", "n_s
 def format_summary(s: dict) -> str:
     lines = []
     for k in SUMMARY_KEYS:
-        v = s.get(k)
-        lines.append(f"  {k:22s} {v:.4f}" if isinstance(v, float) else f"  {k:22s} {v}")
+        v, ci = s.get(k), s.get(f"{k}_ci")  # issue 13 item 6: the cluster-bootstrap interval, where there is one
+        lines.append((f"  {k:22s} {v:.4f}" if isinstance(v, float) else f"  {k:22s} {v}")
+                     + (f"  (95% [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else ""))
     tr = s["takeover_rate"]
     if tr["n"]:
-        lines.append(f"  {'takeover_rate':22s} {tr['rate']:.4f}  (95% [{tr['low']:.3f}, {tr['high']:.3f}], n={tr['n']})")
+        lines.append(f"  {'takeover_rate':22s} {tr['rate']:.4f}  (95% [{tr['low']:.3f}, {tr['high']:.3f}], n={tr['n']}, "
+                     f"{tr.get('interval', 'wilson')})")
         for t in s["takeover_rate_by_turn"]:
             lines.append(f"    turn {t['turn']:<3d} {t['rate']:.3f}  [{t['low']:.3f}, {t['high']:.3f}]  n={t['n']}")
     tok = s["tokens"]

@@ -34,7 +34,7 @@ from typing import Literal
 
 import httpx
 
-from atts.engines.sglang import ContextOverflow, EngineError, Generation, RequestStats, Scoring, SGLangEngine
+from atts.engines.sglang import ContextOverflow, EngineError, Generation, RequestStats, Scoring, SGLangEngine, _check_auth
 
 ScoringMode = Literal["auto", "prompt_logprobs", "echo"]
 
@@ -45,7 +45,7 @@ class OpenAIEngine(SGLangEngine):
     body_key = "choices"
 
     scoring: ScoringMode = "auto"
-    model: str | None = None  # the served model name; None: the first of /v1/models
+    model: str | None = None  # the served model name (config: served_model_name); None: the first of /v1/models
     _model_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
     # -- the served model
@@ -56,12 +56,17 @@ class OpenAIEngine(SGLangEngine):
         url = self._lb.pick()
         try:
             r = await self._client.get(url + "/v1/models", timeout=10.0)
+            _check_auth(self.role, url, r)
             r.raise_for_status()
             data = r.json().get("data")
         except (httpx.HTTPError, ValueError, AttributeError) as e:
             raise EngineError(self.role, f"{url} unreachable: {type(e).__name__}: {e}") from e
         if not isinstance(data, list) or not data or not isinstance(data[0], dict) or "id" not in data[0]:
             raise EngineError(self.role, f"{url}/v1/models lists no model")
+        if self.model is not None and not any(isinstance(d, dict) and d.get("id") == self.model for d in data):
+            served = ", ".join(str(d.get("id")) for d in data if isinstance(d, dict))
+            raise EngineError(self.role, f"{url} does not serve the model {self.model!r} (served_model_name); "
+                                         f"it serves: {served}")
         entry = next((d for d in data if d.get("id") == self.model), data[0])
         if self.model is None:
             self.model = str(entry["id"])

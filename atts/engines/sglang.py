@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import re
 import time
@@ -106,8 +107,25 @@ class EngineSettings:
     backoff_max_s: float = 8.0
     on_server_down: str = "fail"  # fail: stop the run | wait: poll /health up to down_wait_s, then retry
     down_wait_s: float = 600.0
+    # the name of the environment variable holding the server's API key (sent as
+    # `Authorization: Bearer`); the key itself is read when the client opens and kept
+    # only in its headers, never in settings, records or logs
+    api_key_env: str | None = None
 
 
+def auth_headers(role: str, api_key_env: str | None) -> dict[str, str]:
+    """``{"Authorization": "Bearer <key>"}`` with the key read from the environment
+    variable ``api_key_env`` ({} without one); EngineError when it is unset or empty."""
+    if not api_key_env:
+        return {}
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise EngineError(role, f"api_key_env: the environment variable {api_key_env} is not set "
+                                "(it must hold the server's API key)")
+    return {"Authorization": f"Bearer {key}"}
+
+
+_AUTH_STATUS = {401, 403}
 _RETRY_STATUS = {500, 502, 503, 504, 429}
 POOL_SHARD = 16  # connections per httpx client of an engine's pool (see SGLangEngine._open)
 
@@ -151,7 +169,9 @@ class SGLangEngine:
             limits = httpx.Limits(max_connections=m, max_keepalive_connections=m)
             timeout = httpx.Timeout(s.timeout_s, connect=s.connect_timeout_s)
             ssl = httpx.create_ssl_context(trust_env=False)  # loaded once, shared by the shards
-            self._shards = [httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False, verify=ssl)
+            headers = auth_headers(self.role, s.api_key_env)
+            self._shards = [httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False, verify=ssl,
+                                              headers=headers)
                             for _ in range(-(-n // m))]
             self._slots = asyncio.Queue()
             for _ in range(m):
@@ -171,6 +191,7 @@ class SGLangEngine:
         url = self._lb.pick()
         try:
             r = await self._client.get(url + "/get_model_info", timeout=10.0)
+            _check_auth(self.role, url, r)
             r.raise_for_status()
             return r.json()
         except (httpx.HTTPError, ValueError) as e:
@@ -320,6 +341,8 @@ class SGLangEngine:
                 server_fault = r.status_code in _RETRY_STATUS
                 if r.status_code in _RETRY_STATUS:
                     last = f"HTTP {r.status_code} from {url}"
+                elif r.status_code in _AUTH_STATUS:
+                    _check_auth(self.role, url, r)
                 elif r.status_code == 400 and _looks_like_overflow(r.text):
                     raise ContextOverflow(self.role, r.text[:300])
                 elif r.status_code >= 400:
@@ -389,6 +412,14 @@ class SGLangEngine:
         if r.status_code in _RETRY_STATUS:
             self._lb.failed(url)
         return r
+
+
+def _check_auth(role: str, url: str, r: httpx.Response) -> None:
+    """A 401/403 is the server's API key check: an EngineError saying what to set
+    (not retried; the response body is not quoted, it may echo the header)."""
+    if r.status_code in _AUTH_STATUS:
+        raise EngineError(role, f"{url} refused the request (HTTP {r.status_code}): the server wants an API key; "
+                                f"set {role}.api_key_env to the name of the environment variable that holds it")
 
 
 def _top_logprobs(meta: dict, role: str) -> list[list[tuple[float, int, str]]]:

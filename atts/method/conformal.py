@@ -19,11 +19,19 @@ that, a PPL is float32 noise whose size depends on how the server batched the re
 which differs between calibration and evaluation (measured on the testbed: answer
 chunks all score 1.00001 +- 3e-6, and unquantized their takeover rate drifted from 0.7
 to 0.875). Tied scores make the rule above conservative (rate below alpha). With a
-uniform ``u`` per decision, the smoothed p-value
+uniform ``u`` per decision, the smoothed (randomised) p-value
 
     p(s, u) = (#{S_i > s} + u * (1 + #{S_i = s})) / (n + 1)
 
-restores P(takeover) = floor((n+1) alpha)/(n+1) with ties; u = 1 is the rule above.
+has an exact rate. If the n + 1 scores are exchangeable and u ~ Uniform(0, 1) is drawn
+independently of them, p(s, u) is exactly Uniform(0, 1), ties or not, so
+
+    P(takeover) = P(p(s, u) <= alpha) = alpha    exactly, for every alpha in (0, 1)
+
+(not floor((n+1) alpha)/(n+1): the randomisation also fills the gap between the
+achievable levels k/(n+1)). u = 1 is the deterministic rule above, whose rate is
+floor((n+1) alpha)/(n+1) for distinct scores and less with ties
+(tests/unit/test_conformal_rate.py measures both).
 
 Three groupings decide which calibration scores a chunk is compared with:
 - ``marginal``: all of them (the paper's default);

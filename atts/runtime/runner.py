@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from atts.tasks.datasets import Question
 from atts.engines.sglang import ContextOverflow, EngineError, Generation, Scoring, ServerDown, SGLangEngine
 from atts.tasks.grading import Grader, extract_answer, extract_boxed
-from atts.tasks.prompts import Prompter, user_text
+from atts.tasks.prompts import REPLACEMENT_CHAR, Prompter, user_text
 from atts.runtime.store import RunStore, sample_key
 
 ROLES = ("draft", "target")
@@ -44,6 +44,7 @@ class Segment:
     text: str
     ids: dict[str, list[int]]  # tokenizer path -> ids
     finish: str
+    held: int = 0  # the writer's last ids not in `text`: a multi-byte character the chunk cut (Prompter.decode_chunk)
 
 
 @dataclass
@@ -150,7 +151,21 @@ class SampleContext:
         writer's tokenizer), else the text re-encoded."""
         if g.stats.role == role or self._tok_key(g.stats.role) == self._tok_key(role):
             return list(g.token_ids)
-        return self.roles[role].prompter.encode(g.text)
+        return self.roles[role].prompter.encode(self.chunk_text(g)[0])
+
+    def chunk_text(self, g: Generation) -> tuple[str, int]:
+        """``g``'s text as it is kept, and how many of its last ids it holds back: the
+        server's text, unless that shows a multi-byte character cut at a chunk boundary
+        (U+FFFD) or the last kept chunk by the same tokenizer held the start of one
+        (`Prompter.decode_chunk`): then whole characters only, so the kept text
+        round-trips and the other model never sees U+FFFD."""
+        prev = self.state.segments[-1] if self.state.segments else None
+        held: list[int] = []
+        if prev is not None and prev.held and self._tok_key(prev.role) == self._tok_key(g.stats.role):
+            held = prev.ids[self._tok_key(prev.role)][-prev.held:]
+        if not held and REPLACEMENT_CHAR not in g.text:
+            return g.text, 0
+        return self.roles[g.stats.role].prompter.decode_chunk(g.token_ids, held)
 
     async def score(self, g: Generation, role: str = "target") -> Scoring | None:
         """``role``'s logprobs of chunk ``g`` after the kept history (the target's, or a
@@ -171,7 +186,8 @@ class SampleContext:
 
     # -- history and records
     def segment_of(self, g: Generation) -> Segment:
-        return Segment(g.stats.role, g.text, {self._tok_key(g.stats.role): list(g.token_ids)}, g.finish)
+        text, held = self.chunk_text(g)
+        return Segment(g.stats.role, text, {self._tok_key(g.stats.role): list(g.token_ids)}, g.finish, held)
 
     def keep(self, g: Generation) -> None:
         self.state.segments.append(self.segment_of(g))

@@ -5,6 +5,7 @@ including on errors and Ctrl-C."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -50,10 +51,14 @@ def build_roles(cfg: RunConfig, urls: dict[str, list[str]]) -> dict[str, Role]:
     for r in ROLES:
         m = getattr(cfg, r)
         engine_cls = OpenAIEngine if m.engine == "openai" else SGLangEngine
+        if m.api_key_env and not os.environ.get(m.api_key_env):
+            raise UserError(f"{r}.api_key_env: the environment variable {m.api_key_env} is not set "
+                            "(it must hold the server's API key)")
         eng = engine_cls(r, EngineSettings(tuple(urls[r]), m.max_concurrency, m.timeout_s, retries=m.retries,
                                            backoff_s=m.backoff_s, on_server_down=m.on_server_down,
-                                           down_wait_s=m.down_wait_s),
-                         context_length=m.context_length)
+                                           down_wait_s=m.down_wait_s, api_key_env=m.api_key_env),
+                         context_length=m.context_length,
+                         **({"model": m.served_model_name} if m.engine == "openai" else {}))
         try:
             pr = Prompter(m.tokenizer_path, cfg.prompt.template, cfg.prompt.system)
         except (OSError, ValueError) as e:

@@ -1,12 +1,20 @@
-"""summary.json: accuracy, takeover rates with binomial intervals, tokens, timing."""
+"""summary.json: accuracy, takeover rates, tokens, timing.
+
+Every rate and accuracy carries a 95% interval from a seeded cluster bootstrap over
+questions (`atts.analysis.stats`): ``<metric>_ci: [low, high]`` and ``<metric>_stderr``;
+the takeover objects' ``low`` / ``high`` are the clustered ones (``"interval":
+"cluster_bootstrap"``; the pooled Wilson interval, labelled ``"wilson"``, only where
+fewer than two questions made decisions). Failed samples stay in the accuracy
+denominators as incorrect (``n_failed`` counts them)."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter, defaultdict
+from collections import Counter
 
-from atts.tasks.grading import accuracy
+from atts.analysis.stats import Interval, metrics_with_intervals
+from atts.tasks.grading import Grader, accuracy
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -34,6 +42,20 @@ def quantile(xs: list[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def clustered_rate(k: int, n: int, iv: Interval) -> dict:
+    """A takeover rate object: pooled k/n with the cluster-bootstrap interval (Wilson's
+    only when the bootstrap has fewer than two questions to resample)."""
+    if iv.low is None:
+        return rate(k, n) | {"stderr": None, "interval": "wilson"}
+    return {"rate": k / n if n else None, "k": k, "n": n, "low": iv.low, "high": iv.high, "stderr": iv.stderr,
+            "interval": "cluster_bootstrap"}
+
+
+def with_interval(name: str, iv: Interval) -> dict:
+    """``{name: value, name_ci: [low, high] | None, name_stderr: se | None}``."""
+    return {name: iv.value, f"{name}_ci": None if iv.low is None else [iv.low, iv.high], f"{name}_stderr": iv.stderr}
+
+
 def takeover_counts(records: list[dict]) -> tuple[Counter, Counter]:
     """Per turn: calibrated decisions (first attempt of a turn) and takeovers among them."""
     n, k = Counter(), Counter()
@@ -48,11 +70,14 @@ def takeover_counts(records: list[dict]) -> tuple[Counter, Counter]:
 def summarize(records: list[dict], *, policy: str, dataset: str, split: str, n_questions: int,
               samples_per_question: int, alpha: float | None, wall_seconds: float, ran: int) -> dict:
     complete = [r for r in records if r["status"] in ("done", "truncated")]
-    by_q = defaultdict(list)
-    for r in complete:
-        by_q[r["question_index"]].append((r["answer"], bool(r["correct"])))
-    acc = accuracy(by_q)
-    n, k = takeover_counts(complete)
+    K = samples_per_question
+    with Grader(1) as grader:  # maj@k merges equivalent answers; a worker starts only if needed
+        m = metrics_with_intervals(records, K, equivalent=grader.grade)  # issue 13 item 6: failed samples included
+    n, k = takeover_counts(records)
+    accuracy = with_interval("pass@1", m["pass@1"]) | with_interval(f"maj@{K}", m["maj@k"]) \
+        | with_interval("maj@k", m["maj@k"]) | with_interval("pass@k", m["pass_at"][K])
+    for j, iv in m["pass_at"].items():
+        accuracy |= with_interval(f"pass@{j}", iv)  # unbiased (Chen et al. 2021), every k <= K
     tokens = Counter()
     chunks = Counter()
     for r in complete:
@@ -69,11 +94,12 @@ def summarize(records: list[dict], *, policy: str, dataset: str, split: str, n_q
         "n_failed": sum(r["status"] == "failed" for r in records),
         "n_truncated": sum(r["status"] == "truncated" for r in records),
         "failures": Counter(r.get("error") or "?" for r in records if r["status"] == "failed").most_common(5),
-        "pass@1": acc.pass_at_1, f"maj@{samples_per_question}": acc.maj_at_k, "maj@k": acc.maj_at_k,
-        f"pass@{samples_per_question}": acc.pass_at_k, "pass@k": acc.pass_at_k,
+        **accuracy,
+        "accuracy_denominator": "completed + failed samples (a failed sample counts as incorrect)",
         "alpha": alpha,
-        "takeover_rate": rate(sum(k.values()), sum(n.values())),
-        "takeover_rate_by_turn": [{"turn": t, **rate(k[t], n[t])} for t in sorted(n)],
+        "takeover_rate": clustered_rate(sum(k.values()), sum(n.values()), m["takeover"]),
+        "takeover_rate_by_turn": [{"turn": t, **clustered_rate(k[t], n[t], m["takeover_by_turn"][t])}
+                                  for t in sorted(n)],
         "target_chunk_share": chunks["target"] / max(1, sum(chunks.values())),
         "tokens": {"draft": {"generated": tokens["draft_generated"],
                              # pipelining: pre-generated chunks discarded after / cancelled before completion

@@ -62,14 +62,43 @@ class Prompter:
     def judge_ids(self, q: Question, reasoning: str, instruction: str, prefill: str) -> list[int]:
         """A judge prompt: the question, the reasoning so far as the assistant's turn, a
         user turn with ``instruction``, and the assistant's answer pre-filled with
-        ``prefill`` (SpecReason's step rating)."""
-        msgs = messages(q, self.template, self.system) + [{"role": "assistant", "content": reasoning},
+        ``prefill`` (SpecReason's step rating).
+
+        The reasoning goes in verbatim: real templates rewrite earlier assistant turns
+        (Llama-3.1's `trim`s them; Qwen3's keeps only the text after ``</think>``, so a
+        reasoning that has closed its think block reached the judge as its last line
+        only). The template renders a placeholder, replaced by the reasoning afterwards."""
+        msgs = messages(q, self.template, self.system) + [{"role": "assistant", "content": _REASONING_SLOT},
                                                           {"role": "user", "content": instruction}]
         text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        return self.tok.encode(text + prefill, add_special_tokens=False)
+        if text.count(_REASONING_SLOT) != 1:
+            raise ValueError(f"{self.tokenizer_path}: the chat template does not render an assistant turn verbatim")
+        return self.tok.encode(text.replace(_REASONING_SLOT, reasoning) + prefill, add_special_tokens=False)
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=False)
+
+    def decode_chunk(self, ids: list[int], held: list[int] = ()) -> tuple[str, int]:
+        """The text of a chunk's ids as whole characters: ``(text, n_held)``.
+
+        A chunk cut at max tokens can end inside a multi-byte character (byte-level
+        BPE: Llama-3 writes 🙂 as two tokens), which the server decodes as U+FFFD, and
+        the next chunk then starts with its orphaned continuation bytes. Here the last
+        ``n_held`` ids (at most 3: a UTF-8 character has at most 4 bytes) are held back
+        from the text; ``held``, the previous chunk's held ids by the same writer, are
+        decoded in front, completing the character. Orphaned continuation bytes at the
+        start (their lead byte was held by a chunk another model continued) are dropped.
+        Special tokens are skipped, as the servers' text (`skip_special_tokens`)."""
+        ids = list(held) + list(ids)
+        for n_held in range(min(3, len(ids)) + 1):
+            text = self.tok.decode(ids[:len(ids) - n_held], skip_special_tokens=True)
+            if not text.endswith(REPLACEMENT_CHAR):
+                return text.lstrip(REPLACEMENT_CHAR), n_held
+        return self.tok.decode(ids, skip_special_tokens=True).replace(REPLACEMENT_CHAR, ""), 0
+
+
+_REASONING_SLOT = "ATTSREASONINGSLOT7f3a"  # no whitespace, no tags: every template copies it as is
+REPLACEMENT_CHAR = "\ufffd"  # what a decoder makes of an incomplete UTF-8 sequence

@@ -2,6 +2,7 @@
 only from the environment and never written by a run, results/logs/.env kept out of git."""
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -80,11 +81,38 @@ def test_a_run_never_writes_the_api_keys(testbed, tmp_path):
     cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
            "draft_only", "--limit", "2", "--samples-per-question", "1", "--output-dir", str(out), "--no-progress"]
     for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
-              f"target.urls=[{testbed.urls['target']}]"):
+              f"target.urls=[{testbed.urls['target']}]",
+              "draft.api_key_env=ATTS_API_KEY", "target.api_key_env=ATTS_API_KEY"):  # sent, ignored by a keyless server
         cmd += ["--set", s]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **FAKE_SECRETS})
     assert r.returncode == 0, r.stderr[-3000:]
     assert_no_secret(out, r.stdout + r.stderr)
+
+
+def test_a_run_against_keyed_servers_sends_the_key_and_never_writes_it(tmp_path):
+    """Issue 13 item 9, no SGLang: a run against two in-process stubs that demand the key
+    (as `--api-key`), with `api_key_env` per role: every request carried it, the run
+    succeeded, neither its output nor any file it wrote holds the key, and the manifest's
+    config leaves the key's variable out."""
+    from atts.testing.stub_server import StubServer
+
+    out = tmp_path / "run"
+    key = FAKE_SECRETS["ATTS_API_KEY"]
+    with StubServer(api_key=key) as draft, StubServer(api_key=key) as target:
+        cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
+               "draft_only", "--limit", "2", "--samples-per-question", "1", "--output-dir", str(out), "--no-progress"]
+        for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{draft.url}]",
+                  f"target.urls=[{target.url}]", "draft.api_key_env=ATTS_API_KEY", "target.api_key_env=ATTS_API_KEY"):
+            cmd += ["--set", s]
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, **FAKE_SECRETS})
+    assert r.returncode == 0, r.stderr[-3000:]
+    sent = [q for q in draft.requests + target.requests if q["path"] != "/health"]
+    assert any(q["path"] == "/generate" for q in sent)
+    assert all(q["headers"].get("Authorization") == f"Bearer {key}" for q in sent)
+    assert_no_secret(out, r.stdout + r.stderr)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "api_key_env" not in json.dumps(manifest["config"])  # (the command line keeps its --set, a name)
 
 
 def assert_no_secret(out_dir: Path, captured: str = "") -> None:

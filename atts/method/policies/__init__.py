@@ -537,7 +537,7 @@ class SpecReason(Policy):
 
     async def judge(self, ctx, g: Generation) -> Judged:
         p, role = self.params, ctx.roles["target"]
-        ids = role.prompter.judge_ids(ctx.state.question, ctx.state.text + g.text, p.instruction, p.prefill)
+        ids = role.prompter.judge_ids(ctx.state.question, ctx.state.text + ctx.chunk_text(g)[0], p.instruction, p.prefill)
         r = await role.engine.generate(ids, max_new_tokens=1, temperature=0.0, top_logprobs=p.top_logprobs)
         ctx.state.tokens["target_judged"] = ctx.state.tokens.get("target_judged", 0) + len(ids)
         # engines that return ids only (the OpenAI-compatible one) leave the text to us
