@@ -125,7 +125,7 @@ class ATTS(Policy):
     same seed); otherwise (c rejected, or the target continued after it) it is
     cancelled and its tokens, if already generated, are counted as ``draft_wasted``: it
     never appears in the records. Given the same chunks, the decisions are those of the
-    unpipelined policy (tests/test_pipeline.py).
+    unpipelined policy (tests/unit/test_pipeline.py).
     """
 
     name = "atts"
