@@ -16,41 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
-
-def run_guarded(body) -> int:
-    """Run a command body: user errors print one clear line and exit 2, Ctrl-C exits 130
-    (servers started by the command are stopped by their context managers on the way)."""
-    from atts.config import ConfigError
-    from atts.method.conformal import CalibrationError
-    from atts.tasks.datasets import DatasetError
-    from atts.engines.sglang import EngineError
-    from atts.serving.sglang import ServerError
-    from atts.runtime.session import UserError
-    from atts.runtime.store import RunMismatch
-
-    from atts.serving.sglang import _sigterm_to_interrupt
-
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)  # SIGTERM: the same clean stop as Ctrl-C
-    try:
-        return body()
-    except (ConfigError, CalibrationError, DatasetError, RunMismatch, UserError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ServerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except EngineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 4
-    except KeyboardInterrupt:
-        print("interrupted: stopped cleanly; rerun the same command to resume", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+from atts.errors import run_guarded
 
 
 def _run(args) -> int:

@@ -19,9 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A user error in a config file or override; the message names the key."""
+from atts.errors import ConfigError
 
 
 # ----------------------------------------------------------------------------- sections
@@ -39,7 +37,6 @@ def resolve_model(name: str) -> str:
     if (REPO_ROOT / p).exists():
         return str(REPO_ROOT / p)
     return name
-
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from atts.errors import GradeError, UserError, run_guarded
 from atts.tasks.grading import Grader, accuracy, extract_answer
 
 # research history entry roles whose text is part of the answer (the PPL scoring is not)
 _GENERATED = {"small", "eval_generate", "draft", "target_generate"}
-
-
-class GradeError(ValueError):
-    """Bad input directory or arguments (a user error: one line, exit 2)."""
 
 
 @dataclass
@@ -283,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", help="local dataset directory (default: $ATTS_DATA_DIR or ../shared/datasets)")
     ap.add_argument("--workers", type=int, default=2, help="grading processes")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         if args.samples_per_question is not None and args.samples_per_question < 1:
@@ -293,8 +289,6 @@ def main(argv: list[str] | None = None) -> int:
                         answer_field=args.answer_field, data_dir=args.data_dir, workers=args.workers,
                         per_sample=args.per_sample)
         except GradeError as e:
-            from atts.runtime.session import UserError
-
             raise UserError(str(e)) from None
         print(format_result(r))
         if args.output:

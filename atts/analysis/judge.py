@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings
+from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 
 FORMAT = "atts-judge/1"
@@ -148,8 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     add_llm_args(ap)
     ap.set_defaults(max_tokens=8)
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
-    from atts.runtime.session import UserError
 
     def body():
         d = Path(args.run_dir)

@@ -15,10 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
-
-
-class LLMConfigError(ValueError):
-    """Missing or unusable LLM settings (a user error)."""
+from atts.errors import LLMConfigError
 
 
 def safe_url(url: str | None) -> str | None:

@@ -7,7 +7,6 @@ through any OpenAI-compatible API (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL
 the research code; `atts.llm`). Non-destructive: the original ``answer`` and
 ``correct`` are never touched; the new answer goes beside them, with its provenance and
 its math-verify verdict:
-
     record["answers"]["llm"] = {"answer", "raw", "correct", "grader", "model", "base_url",
                                 "time", "time_iso", "prompt", "max_chars", "usage" | "error"}
 
@@ -29,9 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-from atts.tasks.grading import Grader, extract_boxed
 from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings
+from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
+from atts.tasks.grading import Grader, extract_boxed
 
 PROMPT_VERSION = "atts-extract/1"
 SYSTEM = "Extract the final answer."
@@ -145,8 +145,6 @@ def add_llm_args(ap: argparse.ArgumentParser) -> None:
 
 
 def check_run_dir(d: Path) -> None:
-    from atts.runtime.session import UserError
-
     if not (d / "manifest.json").is_file() or not (d / "samples").is_dir():
         raise UserError(f"{d}: not an atts run directory (manifest.json and samples/)")
 
@@ -160,8 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge-max-tokens", type=int, default=8)
     add_llm_args(ap)
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
-    from atts.runtime.session import UserError
 
     def body():
         d = Path(args.run_dir)

@@ -32,15 +32,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from atts.errors import CalibrationError, ReportError, UserError, run_guarded
 
 FLOOR = 1e-6  # PPL - 1 below this is drawn at it (log axis)
 ROLE_COLOURS = {("draft", "generate"): "#4C72B0", ("target", "score"): "#DD8452", ("target", "generate"): "#C44E52"}
 ROLE_LABELS = {("draft", "generate"): "draft generate", ("target", "score"): "target score",
                ("target", "generate"): "target generate"}
-
-
-class ReportError(ValueError):
-    """Unreadable run directory (a user error)."""
 
 
 @dataclass
@@ -83,7 +80,7 @@ def load_run(d: Path) -> Run:
 
 
 def _load_calibration(manifest: dict):
-    from atts.method.conformal import CalibrationError, CalibrationFile
+    from atts.method.conformal import CalibrationFile
 
     info = manifest.get("calibration")
     if not info:
@@ -519,7 +516,6 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
                 doc.table(["turn", "decisions", "takeovers", "rate", "95% low", "95% high"],
                           [[t["turn"], t["n"], t["k"], t["rate"], t["low"], t["high"]]
                            for t in r.summary["takeover_rate_by_turn"]])
-    from atts.method.conformal import CalibrationError
 
     for r in runs:
         if r.calibration is not None and r.alpha is not None:
@@ -587,11 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeline-samples", type=int, default=6, help="samples shown in each timeline")
     ap.add_argument("--no-grade", action="store_true", help="skip regrading (use summary.json only)")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
-        from atts.runtime.session import UserError
-
         dirs = [Path(d) for d in args.runs]
         out = Path(args.output) if args.output else default_output(dirs)
         try:

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from atts.config import RunConfig, load_config, with_overrides
+from atts.errors import ConfigError, run_guarded
 from atts.runtime.store import atomic_write_json, atomic_write_text
 
 ROW_ORDER = ("target_only", "draft_only", "atts", "atts_unpipelined", "sync_ranked", "research_schedule")
@@ -423,8 +424,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="rerun rows already in DIR/bench.json")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
-    from atts.config import ConfigError
 
     def body():
         names = [n.strip() for n in args.rows.split(",") if n.strip()]

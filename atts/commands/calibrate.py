@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 
 from atts.config import RunConfig, load_config, with_overrides
-from atts.method.conformal import CalibrationFile
-from atts.tasks.datasets import load_from_config
 from atts.engines.sglang import ContextOverflow, EngineError, ServerDown
-from atts.method.policies import ATTS, POLICIES, ATTSParams
+from atts.errors import run_guarded
+from atts.method.conformal import CalibrationFile
+from atts.method.policies import ATTS, ATTSParams, POLICIES
 from atts.runtime.runner import Progress, SampleContext, SampleState, finished_reason
 from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
+from atts.tasks.datasets import load_from_config
 
 
 def calibration_meta(cfg: RunConfig) -> dict:
@@ -206,7 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         cfg = with_overrides(load_config(args.config), alpha=args.alpha, sets=args.set)

@@ -7,7 +7,6 @@ and samples with the same per-request seeds (`atts.runner.request_seed`), each a
 normal resumable run in ``DIR/<label>/``. Calibrated policies share a calibration file
 when their scores are the same quantity (``DIR/calibration-<kind>-<hash>.json``, made
 once if missing). Then:
-
     DIR/compare.json   {"rows": [{name, policy, pass@1, maj@k, pass@k, takeover_rate,
                         n_samples_completed, wall_seconds, latency_median, latency_p90,
                         target_token_share, tokens, throughput ...}], ...}
@@ -31,7 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from atts.config import ConfigError, RunConfig, load_config, stable_hash, with_overrides
+from atts.config import RunConfig, load_config, stable_hash, with_overrides
+from atts.errors import ConfigError, run_guarded
 from atts.runtime.store import atomic_write_json, atomic_write_text
 
 ROW_KEYS = ("name", "policy", "pass@1", "maj@k", "pass@k", "takeover_rate", "n_samples_completed", "wall_seconds",
@@ -248,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="policy parameter of one run, e.g. --param specreason.threshold=9")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         base, entries = build_entries(args)

@@ -18,14 +18,15 @@ from pathlib import Path
 
 from atts.commands.calibrate import calibration_meta
 from atts.config import RunConfig, load_config, stable_hash, with_overrides
+from atts.errors import CalibrationError, run_guarded
 from atts.method.conformal import CalibrationFile, ConformalGate
-from atts.tasks.datasets import load_from_config
-from atts.tasks.grading import Grader
 from atts.method.policies import make_policy
 from atts.runtime.runner import Role, run_all
 from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
 from atts.runtime.store import RunStore, versions
 from atts.runtime.summary import summarize
+from atts.tasks.datasets import load_from_config
+from atts.tasks.grading import Grader
 
 # config fields that do not change what a sample is (where servers run, how many, how fast)
 _RUN_HASH_EXCLUDE = {
@@ -58,8 +59,6 @@ def load_gate(cfg: RunConfig, path: Path | None, force: bool) -> tuple[Conformal
         cal.check_compatible(calibration_meta(cfg), p)
         grouping = getattr(cfg.policy.params, "grouping", cal.grouping)
         if grouping != cal.grouping:
-            from atts.method.conformal import CalibrationError
-
             raise CalibrationError(f"{p} has grouping {cal.grouping!r}, the policy wants {grouping!r} (use --force to override)")
     alpha = cfg.policy.params.alpha
     if force and cal.grouping == "per_turn" and cal.alpha != alpha:
@@ -166,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m atts.evaluate", description="Evaluate a policy (see module docs).")
     add_eval_args(ap)
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         cfg = config_from_args(args)

@@ -27,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+from atts.errors import UserError, run_guarded
 from atts.runtime.store import atomic_write_json
 
 
@@ -188,11 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         from atts.config import load_config, with_overrides
-        from atts.runtime.session import UserError
 
         if args.duration <= 0 or not 0 <= args.fault_rate <= 1 or args.concurrency <= 0:
             raise UserError("--duration and --concurrency must be > 0, --fault-rate in [0, 1]")

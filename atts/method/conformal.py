@@ -43,13 +43,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from atts.errors import CalibrationError
 
 GROUPINGS = ("marginal", "per_question", "per_turn")
 FORMAT = "atts-calibration/1"
-
-
-class CalibrationError(ValueError):
-    """Missing, malformed or mismatched calibration file (a user error)."""
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,12 @@ import sys
 from pathlib import Path
 
 from atts.config import RunConfig
-from atts.engines.sglang import EngineError, EngineSettings, SGLangEngine
 from atts.engines.openai import OpenAIEngine
-from atts.tasks.prompts import Prompter
-from atts.runtime.runner import ROLES, Chunking, Role
+from atts.engines.sglang import EngineError, EngineSettings, SGLangEngine
+from atts.errors import UserError
+from atts.runtime.runner import Chunking, ROLES, Role
 from atts.serving.sglang import ServerGroup
-
-
-class UserError(Exception):
-    """Raised for problems the user can fix; the CLI prints the message without a traceback."""
+from atts.tasks.prompts import Prompter
 
 
 def chunking_of(cfg: RunConfig) -> Chunking:

@@ -28,14 +28,12 @@ from pathlib import Path
 
 import httpx
 
+from atts.errors import ServerError, sigterm_to_interrupt
+
 DEFAULT_HOST = "127.0.0.1"
 # --sleep-on-idle: an idle scheduler otherwise busy-polls a whole core, and two servers on a
 # 2-core machine then starve each other (measured: 64-token requests 30x slower).
 CPU_FLAGS = ("--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph", "--sleep-on-idle")
-
-
-class ServerError(RuntimeError):
-    """A server could not be started or stopped; the message carries its log tail."""
 
 
 @dataclass(frozen=True)
@@ -247,7 +245,7 @@ class ServerGroup:
         # run in their own sessions and would otherwise outlive us).
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+            self._previous_sigterm = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
         try:
             for spec in self.specs:
                 self.servers.append(start_server(spec, self.log_dir))
@@ -268,12 +266,6 @@ class ServerGroup:
         finally:
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
-
-
-def _sigterm_to_interrupt(signum, frame):
-    # re-deliver as SIGINT: asyncio.run turns SIGINT into a clean cancellation of the main
-    # task, and outside asyncio it raises KeyboardInterrupt where the program is
-    signal.raise_signal(signal.SIGINT)
 
 
 # ----------------------------------------------------------------------------- CLI

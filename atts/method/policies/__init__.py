@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from atts.method.conformal import ConformalGate, Decision
-from atts.config import ConfigError
 from atts.engines.sglang import Generation, RequestStats, Scoring
+from atts.errors import ConfigError
+from atts.method.conformal import ConformalGate, Decision
 from atts.runtime.runner import request_seed
 
 
