@@ -32,7 +32,9 @@ fi
 inputs_hash() {
   (cd "$ROOT" && cat scripts/install.sh requirements.txt requirements-lock-cpu.txt \
      third_party/sglang-cpu-deps.txt pyproject.toml 2>/dev/null
-   cd "$ROOT" && find third_party -type f -name '*.py' -o -name 'pyproject.toml' | sort | xargs cat
+   # the sources only: pip's in-tree build/ output (untracked) must not change the hash
+   cd "$ROOT" && find third_party -name build -prune -o -type f \( -name '*.py' -o -name 'pyproject.toml' \) -print \
+     | sort | xargs cat
    echo "$ATTS_DEVICE") | sha256sum | cut -d' ' -f1
 }
 STAMP="$VENV/.atts-install-stamp"
