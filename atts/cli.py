@@ -60,7 +60,7 @@ def _run(args) -> int:
 
 # subcommand -> module whose main(argv) implements it
 SUBCOMMANDS = {
-    "calibrate": "commands.calibrate", "evaluate": "commands.evaluate", "servers": "serving.sglang",
+    "calibrate": "commands.calibrate", "evaluate": "commands.evaluate", "servers": "commands.servers",
     "compare": "commands.compare", "bench": "commands.bench", "report": "analysis.report", "grade": "analysis.grade",
     "reextract": "analysis.reextract",
 }

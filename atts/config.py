@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from atts.errors import ConfigError
+from atts.serving.spec import ServerSpec
 
 
 # ----------------------------------------------------------------------------- sections
@@ -72,9 +73,7 @@ class ModelConfig:
     def tokenizer_path(self) -> str:
         return resolve_model(self.tokenizer or self.model)
 
-    def server_spec(self, role: str):
-        from atts.serving.sglang import ServerSpec
-
+    def server_spec(self, role: str) -> ServerSpec:
         return ServerSpec(role=role, model_path=self.model_path, device=self.device, tp=self.tp, gpu_ids=self.gpu_ids,
                           mem_fraction_static=self.mem_fraction_static, dtype=self.dtype,
                           context_length=self.context_length, max_total_tokens=self.max_total_tokens,

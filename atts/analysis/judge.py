@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings
+from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, add_llm_args, check_run_dir
 from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 
@@ -141,8 +141,6 @@ def report_line(c: dict, run_dir: Path, field_name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from atts.analysis.reextract import add_llm_args, check_run_dir
-
     ap = argparse.ArgumentParser(prog="python -m atts.judge", description="LLM judge, anyone_check (see module docs).")
     ap.add_argument("run_dir")
     ap.add_argument("--answer-field", default="answer", help="answers judged: answer (ours) or an answers.<field>")

@@ -54,7 +54,8 @@ def test_shell_scripts_pass_shellcheck():
 
 def test_servers_bind_loopback_unless_told_otherwise():
     from atts.config import load_config
-    from atts.serving.sglang import ServerSpec, main
+    from atts.commands.servers import main
+    from atts.serving.spec import ServerSpec
 
     spec = load_config(ROOT / "configs" / "testbed.yaml").target.server_spec("target")
     argv = spec.argv(1234)
