@@ -26,7 +26,7 @@ def _run(args) -> int:
     from atts.commands.calibrate import calibrate_async, describe, policy_params
     from atts.commands.evaluate import config_from_args, evaluate_async, format_summary, preflight
     from atts.method.policies import POLICIES
-    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
+    from atts.runtime.session import Session
 
     def body():
         cfg = config_from_args(args)
@@ -37,18 +37,13 @@ def _run(args) -> int:
             preflight(cfg, cal_path, args.force)
 
         async def go():
-            with servers_for(cfg) as urls:
-                roles = build_roles(cfg, urls)
-                try:
-                    await check_reachable(roles)
-                    if calibrating:
-                        cal = await calibrate_async(cfg, roles, progress=not args.no_progress)
-                        cal.save(cal_path)
-                        print(describe(cal, policy_params(cfg).alpha), file=sys.stderr)
-                    return await evaluate_async(cfg, roles, calibration=cal_path, force=args.force,
-                                                progress=not args.no_progress, command=sys.argv)
-                finally:
-                    await close_roles(roles)
+            async with Session(cfg) as session:
+                if calibrating:
+                    cal = await calibrate_async(cfg, session.roles, progress=not args.no_progress)
+                    cal.save(cal_path)
+                    print(describe(cal, policy_params(cfg).alpha), file=sys.stderr)
+                return await evaluate_async(cfg, session.roles, calibration=cal_path, force=args.force,
+                                            progress=not args.no_progress, command=sys.argv)
 
         s = asyncio.run(go())
         print(f"summary ({Path(cfg.output_dir) / 'summary.json'}):")

@@ -357,7 +357,7 @@ async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[
                       fresh: bool, progress: bool, command: str) -> dict:
     from atts.commands.calibrate import calibrate_async, describe, policy_params
     from atts.method.policies import POLICIES
-    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
+    from atts.runtime.session import Session
 
     out.mkdir(parents=True, exist_ok=True)
     prev = {}
@@ -376,22 +376,19 @@ async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[
             notes.append(f"row {n} skipped: policy {VARIANTS[n].policy!r} is not registered in atts.policies")
             rows.pop(n, None)
     cal = cfg.calibration_path
-    with servers_for(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as urls:
-        roles = build_roles(cfg, urls)
-        try:
-            await check_reachable(roles)
-            if not cal.exists():
-                c = await calibrate_async(cfg, roles, progress=progress)
-                c.save(cal)
-                print(describe(c, policy_params(cfg).alpha), file=sys.stderr)
-            for n in names:
-                if n in rows or VARIANTS[n].policy not in POLICIES:
-                    continue
-                print(f"atts bench: row {n}", file=sys.stderr)
-                rows[n] = await run_row(cfg, VARIANTS[n], roles, urls, out / "rows" / n, cal, rows, progress)
-                write_outputs(out, meta, rows, orch, notes)
-        finally:
-            await close_roles(roles)
+    async with Session(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as session:
+        urls, roles = session.urls, session.roles
+        if not cal.exists():
+            c = await calibrate_async(cfg, roles, progress=progress)
+            c.save(cal)
+            print(describe(c, policy_params(cfg).alpha), file=sys.stderr)
+        for n in names:
+            if n in rows or VARIANTS[n].policy not in POLICIES:
+                continue
+            print(f"atts bench: row {n}", file=sys.stderr)
+            rows[n] = await run_row(cfg, VARIANTS[n], roles, urls, out / "rows" / n, cal, rows, progress)
+            write_outputs(out, meta, rows, orch, notes)
+        await session.close(roles)  # the orchestrator levels build their own pools, sized to each level
         for lvl in levels:
             if str(lvl) in orch:
                 continue

@@ -27,7 +27,7 @@ from atts.errors import run_guarded
 from atts.method.conformal import CalibrationFile
 from atts.method.policies import ATTS, ATTSParams, POLICIES
 from atts.runtime.runner import Progress, SampleContext, SampleState, finished_reason
-from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
+from atts.runtime.session import Session, chunking_of
 from atts.tasks.datasets import load_from_config
 
 
@@ -178,13 +178,8 @@ async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, pr
 
 
 async def _main_async(cfg: RunConfig, output: Path, limit: int | None, progress: bool) -> CalibrationFile:
-    with servers_for(cfg) as urls:
-        roles = build_roles(cfg, urls)
-        try:
-            await check_reachable(roles)
-            cal = await calibrate_async(cfg, roles, limit=limit, progress=progress)
-        finally:
-            await close_roles(roles)
+    async with Session(cfg) as s:
+        cal = await calibrate_async(cfg, s.roles, limit=limit, progress=progress)
     cal.save(output)
     return cal
 

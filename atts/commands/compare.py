@@ -198,29 +198,25 @@ async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, pro
     from atts.commands.calibrate import calibrate_async
     from atts.commands.evaluate import evaluate_async
     from atts.method.policies import POLICIES
-    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
+    from atts.runtime.session import Session
     from atts.runtime.store import RunStore
 
     rows = []
     t0 = time.perf_counter()
-    with servers_for(base) as urls:
-        roles = build_roles(base, urls)
-        try:
-            await check_reachable(roles)
-            for e in entries:
-                cal = None
-                if POLICIES[e.cfg.policy.name].needs_calibration:
-                    cal = e.cfg.calibration_path
-                    if not cal.exists():
-                        print(f"atts compare: calibrating for {e.label} -> {cal}", file=sys.stderr)
-                        (await calibrate_async(e.cfg, roles, progress=progress)).save(cal)
-                s = await evaluate_async(e.cfg, roles, calibration=cal, progress=progress, command=command)
-                records = list(RunStore(e.cfg.output_dir).completed().values())
-                rows.append(row_of(e.label, e.cfg, s, records))
-                print(f"atts compare: {e.label}: pass@1 {_fmt(s['pass@1'])}, takeover "
-                      f"{_fmt(s['takeover_rate']['rate'])}", file=sys.stderr)
-        finally:
-            await close_roles(roles)
+    async with Session(base) as session:
+        urls, roles = session.urls, session.roles
+        for e in entries:
+            cal = None
+            if POLICIES[e.cfg.policy.name].needs_calibration:
+                cal = e.cfg.calibration_path
+                if not cal.exists():
+                    print(f"atts compare: calibrating for {e.label} -> {cal}", file=sys.stderr)
+                    (await calibrate_async(e.cfg, roles, progress=progress)).save(cal)
+            s = await evaluate_async(e.cfg, roles, calibration=cal, progress=progress, command=command)
+            records = list(RunStore(e.cfg.output_dir).completed().values())
+            rows.append(row_of(e.label, e.cfg, s, records))
+            print(f"atts compare: {e.label}: pass@1 {_fmt(s['pass@1'])}, takeover "
+                  f"{_fmt(s['takeover_rate']['rate'])}", file=sys.stderr)
     k = base.samples_per_question
     result = {
         "command": command, "config": base.source_path, "dataset": base.dataset.name, "split": base.dataset.split,

@@ -22,7 +22,7 @@ from atts.errors import CalibrationError, run_guarded
 from atts.method.conformal import CalibrationFile, ConformalGate
 from atts.method.policies import make_policy
 from atts.runtime.runner import Role, run_all
-from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
+from atts.runtime.session import Session, chunking_of
 from atts.runtime.store import RunStore, versions
 from atts.runtime.summary import summarize
 from atts.tasks.datasets import load_from_config
@@ -110,14 +110,9 @@ def preflight(cfg: RunConfig, calibration: Path | None, force: bool) -> None:
 
 async def _main_async(cfg: RunConfig, calibration: Path | None, force: bool, progress: bool, command) -> dict:
     preflight(cfg, calibration, force)
-    with servers_for(cfg) as urls:
-        roles = build_roles(cfg, urls)
-        try:
-            await check_reachable(roles)
-            return await evaluate_async(cfg, roles, calibration=calibration, force=force, progress=progress,
-                                        command=command)
-        finally:
-            await close_roles(roles)
+    async with Session(cfg) as s:
+        return await evaluate_async(cfg, s.roles, calibration=calibration, force=force, progress=progress,
+                                    command=command)
 
 
 SUMMARY_KEYS = ("policy", "dataset", "n_questions", "samples_per_question", "n_samples_completed", "n_failed",

@@ -114,25 +114,22 @@ async def soak_async(cfg, args, out: Path) -> dict:
     from atts.config import with_overrides
     from atts.commands.evaluate import evaluate_async
     from atts.serving.faults import FaultProxy
-    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
+    from atts.runtime.session import Session
 
-    with servers_for(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as urls:
+    async with Session(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as session:
+        urls = session.urls
         cal_path = Path(args.calibration) if args.calibration else out / "calibration.json"
         if not args.calibration:
-            roles = build_roles(cfg, urls)
-            try:
-                await check_reachable(roles)
-                ccfg = with_overrides(cfg, sets=[f"calibration.limit={args.calibration_limit}"])
-                cal = await calibrate_async(ccfg, roles, progress=False)
-                cal.save(cal_path)
-            finally:
-                await close_roles(roles)
+            ccfg = with_overrides(cfg, sets=[f"calibration.limit={args.calibration_limit}"])
+            cal = await calibrate_async(ccfg, session.roles, progress=False)
+            cal.save(cal_path)
+        await session.close(session.roles)
         proxies = {r: [FaultProxy(u, args.fault_rate, seed=args.seed + 7 * i + (r == "target"), slow_s=args.slow_s)
                        for i, u in enumerate(urls[r])] for r in urls}
         for ps in proxies.values():
             for p in ps:
                 p.start()
-        roles = build_roles(cfg, {r: [p.url for p in ps] for r, ps in proxies.items()})
+        roles = session.roles_for(cfg, {r: [p.url for p in ps] for r, ps in proxies.items()})
         rounds: list[Path] = []
         mon = Monitor().start()
         t0 = time.monotonic()
@@ -149,7 +146,7 @@ async def soak_async(cfg, args, out: Path) -> dict:
                     break
         finally:
             wall = time.monotonic() - t0
-            await close_roles(roles)
+            await session.close(roles)
             for ps in proxies.values():
                 for p in ps:
                     p.stop()
