@@ -2,12 +2,12 @@
 
     atts run --config CFG          calibrate (if the calibration file is missing) and
                                    evaluate, on one set of servers; prints the summary
-    atts calibrate --config CFG    = python -m atts.calibrate
-    atts evaluate --config CFG     = python -m atts.evaluate
-    atts servers start|stop ...    = python -m atts.servers
-    atts compare --config CFG --policies a,b --output DIR     = python -m atts.compare
-    atts bench --config CFG --output DIR                      = python -m atts.bench
-    atts report RUN_DIR [RUN_DIR ...]                         = python -m atts.report
+    atts calibrate --config CFG    = python -m atts.calibrate   (atts.commands.calibrate)
+    atts evaluate --config CFG     = python -m atts.evaluate    (atts.commands.evaluate)
+    atts servers start|stop ...    (atts.commands.servers)
+    atts compare --config CFG --policies a,b --output DIR     (atts.commands.compare)
+    atts bench --config CFG --output DIR                      (atts.commands.bench)
+    atts report RUN_DIR [RUN_DIR ...]                         (atts.analysis.report)
     atts grade DIR --dataset NAME --samples-per-question K    = python -m atts.compute_accuracy
     atts reextract RUN_DIR                                    = python -m atts.reextract
 """
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     add_eval_args(r)
     r.add_argument("--recalibrate", action="store_true", help="calibrate even if the file exists")
     for name, module in SUBCOMMANDS.items():
-        sub.add_parser(name, add_help=False, help=f"see python -m atts.{module} --help")
+        sub.add_parser(name, add_help=False, help=f"see atts {name} --help")
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
