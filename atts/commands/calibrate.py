@@ -25,7 +25,7 @@ from atts.config import RunConfig, load_config, with_overrides
 from atts.engines.sglang import ContextOverflow, EngineError, ServerDown
 from atts.errors import run_guarded
 from atts.method.conformal import CalibrationFile
-from atts.method.policies import ATTS, ATTSParams, POLICIES
+from atts.method.policies import ATTS, POLICIES, ATTSParams, ProposingPolicy
 from atts.runtime.runner import Progress, SampleContext, SampleState, finished_reason
 from atts.runtime.session import Session, chunking_of
 from atts.tasks.datasets import load_from_config
@@ -45,26 +45,24 @@ def calibration_meta(cfg: RunConfig) -> dict:
 def _score_kind(cfg: RunConfig) -> dict:
     """What a calibration score is, for policies whose score is not the target's PPL of
     a draft chunk (atts_self, specreason_conformal): kept apart from ATTS's files."""
-    kind = getattr(POLICIES[cfg.policy.name], "calibration_kind", None)
-    return {"score": kind(cfg.policy.params)} if kind else {}
+    cls = POLICIES[cfg.policy.name]
+    kind = cls.calibration_kind(cfg.policy.params) if issubclass(cls, ProposingPolicy) else None
+    return {"score": kind} if kind else {}
 
 
 def calibration_policy(cfg: RunConfig):
     """The policy whose propose/resolve the calibration rolls out: the configured one
     if it has them (ATTS and its kin), else ATTS."""
     cls = POLICIES[cfg.policy.name]
-    policy = cls(cfg.policy.params) if hasattr(cls, "propose") else ATTS(policy_params(cfg))
+    policy = cls(cfg.policy.params) if issubclass(cls, ProposingPolicy) else ATTS(policy_params(cfg))
     if getattr(policy.params, "pipeline", False):  # calibration runs in phases: no next-turn drafts
         policy.params = dataclasses.replace(policy.params, pipeline=False)
     return policy
 
 
-def score_of(policy, prop) -> float | None:
-    """A proposal's nonconformity score: the policy's own, or the scoring's PPL."""
-    f = getattr(policy, "nonconformity", None)
-    if f is not None:
-        return f(prop)
-    return prop.scoring.ppl if prop.scoring is not None else None
+def score_of(policy: ProposingPolicy, prop) -> float | None:
+    """A proposal's nonconformity score (by default the scoring's PPL: ProposingPolicy)."""
+    return policy.nonconformity(prop)
 
 
 def policy_params(cfg: RunConfig):
