@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from atts.commands.calibrate import calibration_meta
-from atts.config import RunConfig, load_config, stable_hash, with_overrides
+from atts.config import RunConfig, identity_dict, load_config, stable_hash, with_overrides
 from atts.errors import CalibrationError, run_guarded
 from atts.method.conformal import CalibrationFile, ConformalGate
 from atts.method.policies import make_policy
@@ -28,25 +28,10 @@ from atts.runtime.summary import summarize
 from atts.tasks.datasets import load_from_config
 from atts.tasks.grading import Grader
 
-# config fields that do not change what a sample is (where servers run, how many, how fast)
-_RUN_HASH_EXCLUDE = {
-    "output_dir", "samples_per_question", "server_start_timeout_s", "grading_workers", "name",
-}
-_MODEL_EXCLUDE = {"launch", "urls", "device", "tp", "gpu_ids", "mem_fraction_static", "max_total_tokens",
-                  "extra_args", "max_concurrency", "timeout_s", "retries", "cpu_threads", "engine",
-                  "backoff_s", "on_server_down", "down_wait_s"}
-
-
 def run_hash(cfg: RunConfig, calibration_hash: str | None) -> str:
-    d = cfg.to_dict()
-    for k in _RUN_HASH_EXCLUDE:
-        d.pop(k, None)
-    for r in ("draft", "target"):
-        d[r] = {k: v for k, v in d[r].items() if k not in _MODEL_EXCLUDE}
-    d["dataset"].pop("limit", None)
-    d.pop("calibration", None)
-    d["calibration_hash"] = calibration_hash
-    return stable_hash(d)
+    """What a run is: every config field but the operational ones (declared on the fields,
+    `atts.config.operational`), plus the calibration file's hash."""
+    return stable_hash(identity_dict(cfg) | {"calibration_hash": calibration_hash})
 
 
 def load_gate(cfg: RunConfig, path: Path | None, force: bool) -> tuple[ConformalGate | None, CalibrationFile | None]:
