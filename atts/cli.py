@@ -19,15 +19,14 @@ import asyncio
 import sys
 from pathlib import Path
 
+from atts.commands.calibrate import calibrate_async, describe, policy_params
+from atts.commands.evaluate import add_eval_args, config_from_args, evaluate_async, format_summary, preflight
 from atts.errors import run_guarded
+from atts.method.policies import POLICIES
+from atts.runtime.session import Session
 
 
 def _run(args) -> int:
-    from atts.commands.calibrate import calibrate_async, describe, policy_params
-    from atts.commands.evaluate import config_from_args, evaluate_async, format_summary, preflight
-    from atts.method.policies import POLICIES
-    from atts.runtime.session import Session
-
     def body():
         cfg = config_from_args(args)
         cal_path = Path(args.calibration) if args.calibration else cfg.calibration_path
@@ -65,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="atts", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    from atts.commands.evaluate import add_eval_args
 
     r = sub.add_parser("run", help="calibrate if needed, then evaluate, on one set of servers")
     add_eval_args(r)

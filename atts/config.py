@@ -20,7 +20,9 @@ from typing import Any, Literal
 import yaml
 
 from atts.errors import ConfigError
+from atts.method.policies import POLICIES
 from atts.serving.spec import ServerSpec
+from atts.tasks.datasets import DATASETS
 
 
 # ----------------------------------------------------------------------------- sections
@@ -136,8 +138,6 @@ class DatasetConfig:
     seed: int = 0  # choice shuffling (GPQA), generated datasets
 
     def validate(self, key: str) -> None:
-        from atts.tasks.datasets import DATASETS
-
         if self.name not in DATASETS:
             raise ConfigError(f"{key}.name: unknown dataset {self.name!r}; known: {', '.join(sorted(DATASETS))}")
         if self.limit is not None:
@@ -323,8 +323,6 @@ def coerce(tp, value, key: str):
 
 
 def parse_config(data: dict, source_path: str | None = None) -> RunConfig:
-    from atts.method.policies import POLICIES
-
     if not isinstance(data, dict):
         raise ConfigError("config: expected a mapping at the top level")
     data = dict(data)
@@ -405,8 +403,6 @@ def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | 
             node = node[p]
         node[parts[-1]] = value
     if policy is not None and policy != d["policy"]["name"]:
-        from atts.method.policies import POLICIES
-
         if policy not in POLICIES:
             raise ConfigError(f"--policy: unknown policy {policy!r}; known: {', '.join(sorted(POLICIES))}")
         # keep the parameters the new policy understands
@@ -426,6 +422,4 @@ def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | 
 
 
 def _policy_params_cls(name: str):
-    from atts.method.policies import POLICIES
-
     return POLICIES[name].Params

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atts.errors import GradeError, UserError, run_guarded
+from atts.runtime.store import RunStore, atomic_write_json
+from atts.tasks.datasets import load_questions
 from atts.tasks.grading import Grader, accuracy, extract_answer
 
 # research history entry roles whose text is part of the answer (the PPL scoring is not)
@@ -122,8 +124,6 @@ def _read_traces(p: Path, k: int) -> list[Sample]:
 
 
 def _read_run(d: Path) -> tuple[list[Sample], dict]:
-    from atts.runtime.store import RunStore
-
     manifest = json.loads((d / "manifest.json").read_text())
     out = []
     for key, rec in sorted(RunStore(d).completed().items()):
@@ -170,7 +170,6 @@ def _norm_q(s: str) -> str:
 def attach_gold(src: Source, dataset: str | None, data_dir: str | None = None) -> None:
     """Fill in gold answers of research samples by matching question text in the dataset,
     and check that each question group holds one question (else K is wrong)."""
-    from atts.tasks.datasets import load_questions
 
     need = [s for s in src.samples if s.gold is None]
     if need:
@@ -292,8 +291,6 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(str(e)) from None
         print(format_result(r))
         if args.output:
-            from atts.runtime.store import atomic_write_json
-
             atomic_write_json(Path(args.output), r)
             print(f"wrote {args.output}")
         return 0

@@ -32,7 +32,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from atts.analysis.grade import compute
 from atts.errors import CalibrationError, ReportError, UserError, run_guarded
+from atts.method.conformal import CalibrationFile
+from atts.runtime.store import RunStore, atomic_write_text
 
 FLOOR = 1e-6  # PPL - 1 below this is drawn at it (log axis)
 ROLE_COLOURS = {("draft", "generate"): "#4C72B0", ("target", "score"): "#DD8452", ("target", "generate"): "#C44E52"}
@@ -64,8 +67,6 @@ class Run:
 # ---------------------------------------------------------------- loading
 
 def load_run(d: Path) -> Run:
-    from atts.runtime.store import RunStore
-
     if not (d / "manifest.json").is_file():
         raise ReportError(f"{d}: not an atts run directory (no manifest.json)")
     store = RunStore(d)
@@ -80,8 +81,6 @@ def load_run(d: Path) -> Run:
 
 
 def _load_calibration(manifest: dict):
-    from atts.method.conformal import CalibrationFile
-
     info = manifest.get("calibration")
     if not info:
         return None, None
@@ -480,8 +479,6 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
             raise ReportError(f"{f}: not an `atts grade` output ({e})") from None
     out.mkdir(parents=True, exist_ok=True)
     if grade:
-        from atts.analysis.grade import compute
-
         for r in runs:
             r.grades = compute(r.dir)
     doc = Doc()
@@ -546,7 +543,6 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
     doc.table(["run", "directory", "config", "calibration"],
               [[r.label, _rel(r.dir, out), r.manifest.get("config_path") and Path(r.manifest["config_path"]).name,
                 (r.manifest.get("calibration") or {}).get("hash")] for r in runs])
-    from atts.runtime.store import atomic_write_text
 
     atomic_write_text(out / "report.md", doc.markdown())
     atomic_write_text(out / "report.html", doc.html("atts report"))

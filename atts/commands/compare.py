@@ -30,9 +30,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from atts.commands.calibrate import calibrate_async, calibration_meta, policy_params
+from atts.commands.evaluate import evaluate_async
 from atts.config import RunConfig, load_config, stable_hash, with_overrides
 from atts.errors import ConfigError, run_guarded
-from atts.runtime.store import atomic_write_json, atomic_write_text
+from atts.method.policies import POLICIES
+from atts.runtime.session import Session
+from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text
 
 ROW_KEYS = ("name", "policy", "pass@1", "maj@k", "pass@k", "takeover_rate", "n_samples_completed", "wall_seconds",
             "latency_median", "latency_p90", "target_token_share")
@@ -46,7 +50,6 @@ class Entry:
 
 def parse_policies(spec: str) -> list[tuple[str, str]]:
     """'a,b,x=c' -> [(a, a), (b, b), (x, c)]: (label, policy name)."""
-    from atts.method.policies import POLICIES
 
     out = []
     for item in (s.strip() for s in spec.split(",")):
@@ -92,8 +95,6 @@ def _with_calibration_path(cfg: RunConfig, out: Path) -> RunConfig:
     """Calibrated runs whose scores mean the same (same calibration meta and policy
     parameters: per turn, the policy's own rollout reaches the later turns) share one
     file."""
-    from atts.commands.calibrate import calibration_meta, policy_params
-    from atts.method.policies import POLICIES
 
     if not POLICIES[cfg.policy.name].needs_calibration:
         return cfg
@@ -195,12 +196,6 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, progress: bool = True,
                         command: list[str] | None = None) -> dict:
-    from atts.commands.calibrate import calibrate_async
-    from atts.commands.evaluate import evaluate_async
-    from atts.method.policies import POLICIES
-    from atts.runtime.session import Session
-    from atts.runtime.store import RunStore
-
     rows = []
     t0 = time.perf_counter()
     async with Session(base) as session:

@@ -27,8 +27,13 @@ import threading
 import time
 from pathlib import Path
 
+from atts.commands.calibrate import calibrate_async
+from atts.commands.evaluate import evaluate_async
+from atts.config import load_config, with_overrides
 from atts.errors import UserError, run_guarded
+from atts.runtime.session import Session
 from atts.runtime.store import atomic_write_json
+from atts.serving.faults import FaultProxy
 
 
 class Monitor:
@@ -110,12 +115,6 @@ def check_records(round_dirs: list[Path]) -> dict:
 
 
 async def soak_async(cfg, args, out: Path) -> dict:
-    from atts.commands.calibrate import calibrate_async
-    from atts.config import with_overrides
-    from atts.commands.evaluate import evaluate_async
-    from atts.serving.faults import FaultProxy
-    from atts.runtime.session import Session
-
     async with Session(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as session:
         urls = session.urls
         cal_path = Path(args.calibration) if args.calibration else out / "calibration.json"
@@ -188,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body():
-        from atts.config import load_config, with_overrides
-
         if args.duration <= 0 or not 0 <= args.fault_rate <= 1 or args.concurrency <= 0:
             raise UserError("--duration and --concurrency must be > 0, --fault-rate in [0, 1]")
         if args.slow_s <= args.timeout:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 from atts.errors import CalibrationError
+from atts.runtime.store import atomic_write_json
 
 GROUPINGS = ("marginal", "per_question", "per_turn")
 FORMAT = "atts-calibration/1"
@@ -165,8 +166,6 @@ class CalibrationFile:
                 "scores": self.scores}
 
     def save(self, path: str | Path) -> None:
-        from atts.runtime.store import atomic_write_json
-
         atomic_write_json(Path(path), self.to_json())
 
     @classmethod
