@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from pathlib import Path
 
@@ -71,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, module in SUBCOMMANDS.items():
         sub.add_parser(name, add_help=False, help=f"see atts {name} --help")
     if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-
         return importlib.import_module(f"atts.{SUBCOMMANDS[argv[0]]}").main(argv[1:])
     args = ap.parse_args(argv)
     return _run(args)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 import time
@@ -68,8 +69,6 @@ def parse_verdict(text: str) -> bool | None:
 
 
 def load(path: Path) -> dict:
-    import json
-
     if path.is_file():
         return json.loads(path.read_text())
     return {"format": FORMAT, "questions": {}}

@@ -26,8 +26,11 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import io
 import json
+import math
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -118,8 +121,6 @@ def eval_ppls_by_turn(records: list[dict]) -> dict[int, list[float]]:
 
 def thresholds(cal, alpha: float) -> dict[str, float]:
     """Group -> q_hat (take over iff PPL > q_hat), from the calibration at level alpha."""
-    import math
-
     gate = cal.gate(alpha)
     return {k: c.quantile for k, c in gate.groups.items() if math.isfinite(c.quantile)}
 
@@ -150,8 +151,6 @@ def _plt():
 def _save(fig, path: Path) -> Path:
     """PNG with a 256-colour palette: plots have few colours, and the file is a third
     of the size (reports are committed and embedded in HTML)."""
-    import io
-
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -170,8 +169,6 @@ def plot_calibration(run: Run, path: Path, max_panels: int = 6) -> Path:
     """Histogram of calibration PPLs with the threshold, per calibration group shown
     (per_turn: one panel per turn; marginal: one; per_question: all pooled, with the
     median of the per-question thresholds), and the evaluation PPLs of the same turn."""
-    import statistics
-
     plt = _plt()
     cal, alpha = run.calibration, run.alpha
     th = thresholds(cal, alpha)

@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from atts.commands.calibrate import calibrate_async, describe, policy_params
 from atts.commands.evaluate import evaluate_async, run_hash
 from atts.config import RunConfig, load_config, with_overrides
@@ -244,8 +246,6 @@ async def measure_orchestrator(cfg: RunConfig, urls: dict, n: int, max_turns: in
 
 async def flush_caches(urls: dict) -> None:
     """Empty both servers' radix caches, so a row does not inherit another's prefixes."""
-    import httpx
-
     async with httpx.AsyncClient(timeout=30, trust_env=False) as c:
         for role, us in urls.items():
             for u in us:

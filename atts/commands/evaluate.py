@@ -47,9 +47,7 @@ def load_gate(cfg: RunConfig, path: Path | None, force: bool) -> tuple[Conformal
             raise CalibrationError(f"{p} has grouping {cal.grouping!r}, the policy wants {grouping!r} (use --force to override)")
     alpha = cfg.policy.params.alpha
     if force and cal.grouping == "per_turn" and cal.alpha != alpha:
-        from dataclasses import replace
-
-        cal = replace(cal, alpha=alpha)
+        cal = dataclasses.replace(cal, alpha=alpha)
     return cal.gate(alpha), cal
 
 
