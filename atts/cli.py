@@ -2,12 +2,12 @@
 
     atts run --config CFG          calibrate (if the calibration file is missing) and
                                    evaluate, on one set of servers; prints the summary
-    atts calibrate --config CFG    = python -m atts.calibrate
-    atts evaluate --config CFG     = python -m atts.evaluate
-    atts servers start|stop ...    = python -m atts.servers
-    atts compare --config CFG --policies a,b --output DIR     = python -m atts.compare
-    atts bench --config CFG --output DIR                      = python -m atts.bench
-    atts report RUN_DIR [RUN_DIR ...]                         = python -m atts.report
+    atts calibrate --config CFG    = python -m atts.calibrate   (atts.commands.calibrate)
+    atts evaluate --config CFG     = python -m atts.evaluate    (atts.commands.evaluate)
+    atts servers start|stop ...    (atts.commands.servers)
+    atts compare --config CFG --policies a,b --output DIR     (atts.commands.compare)
+    atts bench --config CFG --output DIR                      (atts.commands.bench)
+    atts report RUN_DIR [RUN_DIR ...]                         (atts.analysis.report)
     atts grade DIR --dataset NAME --samples-per-question K    = python -m atts.compute_accuracy
     atts reextract RUN_DIR                                    = python -m atts.reextract
 """
@@ -16,51 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+import importlib
 import sys
 from pathlib import Path
 
 from atts import DISTRIBUTION, __version__
-
-
-def run_guarded(body) -> int:
-    """Run a command body: user errors print one clear line and exit 2, Ctrl-C exits 130
-    (servers started by the command are stopped by their context managers on the way)."""
-    from atts.config import ConfigError
-    from atts.method.conformal import CalibrationError
-    from atts.tasks.datasets import DatasetError
-    from atts.engines.sglang import EngineError
-    from atts.serving.sglang import ServerError
-    from atts.runtime.session import UserError
-    from atts.runtime.store import RunMismatch
-
-    from atts.serving.sglang import _sigterm_to_interrupt
-
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)  # SIGTERM: the same clean stop as Ctrl-C
-    try:
-        return body()
-    except (ConfigError, CalibrationError, DatasetError, RunMismatch, UserError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ServerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except EngineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 4
-    except KeyboardInterrupt:
-        print("interrupted: stopped cleanly; rerun the same command to resume", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+from atts.commands.calibrate import calibrate_async, describe, policy_params
+from atts.commands.evaluate import add_eval_args, config_from_args, evaluate_async, format_summary, preflight
+from atts.errors import run_guarded
+from atts.method.policies import POLICIES
+from atts.runtime.session import Session
 
 
 def _run(args) -> int:
-    from atts.commands.calibrate import calibrate_async, describe, policy_params
-    from atts.commands.evaluate import config_from_args, evaluate_async, format_summary, preflight
-    from atts.method.policies import POLICIES
-    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
-
     def body():
         cfg = config_from_args(args)
         cal_path = Path(args.calibration) if args.calibration else cfg.calibration_path
@@ -70,18 +38,13 @@ def _run(args) -> int:
             preflight(cfg, cal_path, args.force)
 
         async def go():
-            with servers_for(cfg) as urls:
-                roles = build_roles(cfg, urls)
-                try:
-                    await check_reachable(roles)
-                    if calibrating:
-                        cal = await calibrate_async(cfg, roles, progress=not args.no_progress)
-                        cal.save(cal_path)
-                        print(describe(cal, policy_params(cfg).alpha), file=sys.stderr)
-                    return await evaluate_async(cfg, roles, calibration=cal_path, force=args.force,
-                                                progress=not args.no_progress, command=sys.argv)
-                finally:
-                    await close_roles(roles)
+            async with Session(cfg) as session:
+                if calibrating:
+                    cal = await calibrate_async(cfg, session.roles, progress=not args.no_progress)
+                    cal.save(cal_path)
+                    print(describe(cal, policy_params(cfg).alpha), file=sys.stderr)
+                return await evaluate_async(cfg, session.roles, calibration=cal_path, force=args.force,
+                                            progress=not args.no_progress, command=sys.argv)
 
         s = asyncio.run(go())
         print(f"summary ({Path(cfg.output_dir) / 'summary.json'}):")
@@ -93,7 +56,7 @@ def _run(args) -> int:
 
 # subcommand -> module whose main(argv) implements it
 SUBCOMMANDS = {
-    "calibrate": "commands.calibrate", "evaluate": "commands.evaluate", "servers": "serving.sglang",
+    "calibrate": "commands.calibrate", "evaluate": "commands.evaluate", "servers": "commands.servers",
     "compare": "commands.compare", "bench": "commands.bench", "report": "analysis.report", "grade": "analysis.grade",
     "reextract": "analysis.reextract",
 }
@@ -104,16 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="atts", description=__doc__.split("\n\n")[0])
     ap.add_argument("--version", action="version", version=f"atts {__version__} ({DISTRIBUTION})")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    from atts.commands.evaluate import add_eval_args
 
     r = sub.add_parser("run", help="calibrate if needed, then evaluate, on one set of servers")
     add_eval_args(r)
     r.add_argument("--recalibrate", action="store_true", help="calibrate even if the file exists")
     for name, module in SUBCOMMANDS.items():
-        sub.add_parser(name, add_help=False, help=f"see python -m atts.{module} --help")
+        sub.add_parser(name, add_help=False, help=f"see atts {name} --help")
     if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-
         return importlib.import_module(f"atts.{SUBCOMMANDS[argv[0]]}").main(argv[1:])
     args = ap.parse_args(argv)
     return _run(args)

@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A user error in a config file or override; the message names the key."""
+from atts.errors import ConfigError
+from atts.method.policies import POLICIES
+from atts.serving.spec import ServerSpec
+from atts.tasks.datasets import DATASETS
 
 
 # ----------------------------------------------------------------------------- sections
@@ -42,35 +43,60 @@ def resolve_model(name: str) -> str:
     return name
 
 
+# ----------------------------------------------------------------------------- run identity
+
+IDENTITY = "identity"  # field metadata key: False for a field that does not change what a sample is
+
+
+def operational(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING):
+    """A config field that does not change what a sample is (where servers run, how many,
+    how fast, where results go): left out of the run identity, so changing it lets a
+    run resume. Every other field, including any new one, is part of the identity."""
+    return field(default=default, default_factory=default_factory, metadata={IDENTITY: False})
+
+
+def identity_dict(cfg: "RunConfig") -> dict:
+    """``cfg.to_dict()`` without the operational fields: what a run's hash is made of."""
+    return _drop_operational(cfg, cfg.to_dict())
+
+
+def _drop_operational(obj, d: dict) -> dict:
+    for f in dataclasses.fields(obj):
+        if f.metadata.get(IDENTITY, True) is False:
+            d.pop(f.name, None)
+        elif f.name != "policy" and dataclasses.is_dataclass(getattr(obj, f.name)) and isinstance(d.get(f.name), dict):
+            _drop_operational(getattr(obj, f.name), d[f.name])
+    return d
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     model: str  # local path or hub id
     tokenizer: str | None = None  # defaults to `model`
-    launch: bool = False  # start the server ourselves
-    urls: tuple[str, ...] = ()  # or use running servers (several: requests are balanced)
-    device: Literal["cpu", "cuda"] = "cpu"
-    tp: int = 1
-    gpu_ids: str | None = None
-    mem_fraction_static: float | None = None
+    launch: bool = operational(False)  # start the server ourselves
+    urls: tuple[str, ...] = operational(())  # or use running servers (several: requests are balanced)
+    device: Literal["cpu", "cuda"] = operational("cpu")
+    tp: int = operational(1)
+    gpu_ids: str | None = operational(None)
+    mem_fraction_static: float | None = operational(None)
     dtype: str | None = None
     context_length: int | None = None
-    max_total_tokens: int | None = None
-    extra_args: tuple[str, ...] = ()
-    cpu_threads: int | None = None  # CPU servers: OMP_NUM_THREADS (1 avoids oversubscribing small machines)
-    max_concurrency: int = 16
-    timeout_s: float = 120.0
-    retries: int = 4
+    max_total_tokens: int | None = operational(None)
+    extra_args: tuple[str, ...] = operational(())
+    cpu_threads: int | None = operational(None)  # CPU servers: OMP_NUM_THREADS (1 avoids oversubscribing small machines)
+    max_concurrency: int = operational(16)
+    timeout_s: float = operational(120.0)
+    retries: int = operational(4)
     # sglang: SGLang's native API; openai: an OpenAI-compatible server such as vLLM
     # (atts.openai_engine). `launch: true` starts SGLang servers only.
-    engine: Literal["sglang", "openai"] = "sglang"
-    backoff_s: float = 0.5  # first retry delay; doubles per retry (capped at 8 s), with jitter
-    on_server_down: Literal["fail", "wait"] = "fail"  # a dead server stops the run, or is waited for
-    down_wait_s: float = 600.0  # on_server_down: wait: the longest wait for /health to answer again
+    engine: Literal["sglang", "openai"] = operational("sglang")
+    backoff_s: float = operational(0.5)  # first retry delay; doubles per retry (capped at 8 s), with jitter
+    on_server_down: Literal["fail", "wait"] = operational("fail")  # a dead server stops the run, or is waited for
+    down_wait_s: float = operational(600.0)  # on_server_down: wait: the longest wait for /health to answer again
     # servers started with --api-key: the NAME of the environment variable holding the
     # key (sent as `Authorization: Bearer`; the key is never written anywhere)
-    api_key_env: str | None = None
-    served_model_name: str | None = None  # engine: openai: the `model` of each request (default: the first served)
+    api_key_env: str | None = operational(None)
+    served_model_name: str | None = operational(None)  # engine: openai: the `model` of each request (default: the first served)
 
     @property
     def model_path(self) -> str:
@@ -80,9 +106,7 @@ class ModelConfig:
     def tokenizer_path(self) -> str:
         return resolve_model(self.tokenizer or self.model)
 
-    def server_spec(self, role: str):
-        from atts.serving.sglang import ServerSpec
-
+    def server_spec(self, role: str) -> ServerSpec:
         return ServerSpec(role=role, model_path=self.model_path, device=self.device, tp=self.tp, gpu_ids=self.gpu_ids,
                           mem_fraction_static=self.mem_fraction_static, dtype=self.dtype,
                           context_length=self.context_length, max_total_tokens=self.max_total_tokens,
@@ -117,15 +141,13 @@ class DatasetConfig:
     name: str
     split: str = "test"
     preset: str | None = None  # a named subset, e.g. the research code's
-    limit: int | None = None  # first N questions
+    limit: int | None = operational(None)  # first N questions
     source: Literal["auto", "local", "hub"] = "auto"
     data_dir: str | None = None  # local JSONL directory (default: $ATTS_DATA_DIR, then ../shared/datasets)
     size: int | None = None  # generated datasets (arith): questions in the split
     seed: int = 0  # choice shuffling (GPQA), generated datasets
 
     def validate(self, key: str) -> None:
-        from atts.tasks.datasets import DATASETS
-
         if self.name not in DATASETS:
             raise ConfigError(f"{key}.name: unknown dataset {self.name!r}; known: {', '.join(sorted(DATASETS))}")
         if self.limit is not None:
@@ -192,15 +214,15 @@ class RunConfig:
     target: ModelConfig
     dataset: DatasetConfig
     policy: PolicyConfig
-    name: str = "run"
-    samples_per_question: int = 1
+    name: str = operational("run")
+    samples_per_question: int = operational(1)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    calibration: CalibrationConfig = operational(default_factory=CalibrationConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
-    output_dir: str = "results/run"
-    server_start_timeout_s: float = 600.0
-    grading_workers: int = 2
+    output_dir: str = operational("results/run")
+    server_start_timeout_s: float = operational(600.0)
+    grading_workers: int = operational(2)
     source_path: str | None = field(default=None, compare=False)
 
     def validate(self) -> None:
@@ -323,8 +345,6 @@ def coerce(tp, value, key: str):
 
 
 def parse_config(data: dict, source_path: str | None = None) -> RunConfig:
-    from atts.method.policies import POLICIES
-
     if not isinstance(data, dict):
         raise ConfigError("config: expected a mapping at the top level")
     data = dict(data)
@@ -405,8 +425,6 @@ def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | 
             node = node[p]
         node[parts[-1]] = value
     if policy is not None and policy != d["policy"]["name"]:
-        from atts.method.policies import POLICIES
-
         if policy not in POLICIES:
             raise ConfigError(f"--policy: unknown policy {policy!r}; known: {', '.join(sorted(POLICIES))}")
         # keep the parameters the new policy understands
@@ -426,6 +444,4 @@ def with_overrides(cfg: RunConfig, *, policy: str | None = None, alpha: float | 
 
 
 def _policy_params_cls(name: str):
-    from atts.method.policies import POLICIES
-
     return POLICIES[name].Params

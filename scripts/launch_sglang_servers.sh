@@ -29,9 +29,9 @@ while [[ $# -gt 0 ]]; do
     --small-port)  args+=(--draft-port "$2"); shift 2 ;;
     --eval-port)   args+=(--target-port "$2"); shift 2 ;;
     --mem-fraction) args+=(--mem-fraction-static "$2"); shift 2 ;;
-    -h|--help) exec "$PY" -m atts.serving.sglang start --help ;;
+    -h|--help) exec "$PY" -m atts.cli servers start --help ;;
     *) args+=("$1"); shift ;;
   esac
 done
 cd "$ROOT"
-exec "$PY" -m atts.serving.sglang start "${args[@]}"
+exec "$PY" -m atts.cli servers start "${args[@]}"

@@ -16,9 +16,9 @@ echo "nvcc: $(command -v nvcc || echo none); torch CUDA: $("$PY" -c 'import torc
 # A short real server start and one request compiles the prefill/decode kernels for this
 # model's head configuration into FlashInfer's JIT cache (~/.cache/flashinfer).
 LOG_DIR="$ROOT/results/logs/precompile"
-urls=$("$PY" -m atts.serving.sglang start --draft-model "$MODEL" --target-model "$MODEL" --device cuda \
+urls=$("$PY" -m atts.cli servers start --draft-model "$MODEL" --target-model "$MODEL" --device cuda \
         --draft-gpus 0 --target-gpus 0 --mem-fraction-static 0.4 --log-dir "$LOG_DIR" --timeout 1800)
-trap '"$PY" -m atts.serving.sglang stop --log-dir "$LOG_DIR"' EXIT
+trap '"$PY" -m atts.cli servers stop --log-dir "$LOG_DIR"' EXIT
 for u in $urls; do
   curl -sf "$u/generate" -H 'Content-Type: application/json' \
     -d '{"text": "1 + 1 =", "sampling_params": {"max_new_tokens": 8}}' >/dev/null

@@ -6,4 +6,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${ATTS_PYTHON:-$ROOT/.venv/bin/python}"
 cd "$ROOT"
-exec "$PY" -m atts.serving.sglang stop "$@"
+exec "$PY" -m atts.cli servers stop "$@"

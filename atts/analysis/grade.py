@@ -39,14 +39,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from atts.errors import GradeError, UserError, run_guarded
+from atts.runtime.store import RunStore, atomic_write_json
+from atts.tasks.datasets import load_questions
 from atts.tasks.grading import Grader, accuracy, extract_answer
 
 # research history entry roles whose text is part of the answer (the PPL scoring is not)
 _GENERATED = {"small", "eval_generate", "draft", "target_generate"}
-
-
-class GradeError(ValueError):
-    """Bad input directory or arguments (a user error: one line, exit 2)."""
 
 
 @dataclass
@@ -125,8 +124,6 @@ def _read_traces(p: Path, k: int) -> list[Sample]:
 
 
 def _read_run(d: Path) -> tuple[list[Sample], dict]:
-    from atts.runtime.store import RunStore
-
     manifest = json.loads((d / "manifest.json").read_text())
     out = []
     for key, rec in sorted(RunStore(d).completed().items()):
@@ -173,7 +170,6 @@ def _norm_q(s: str) -> str:
 def attach_gold(src: Source, dataset: str | None, data_dir: str | None = None) -> None:
     """Fill in gold answers of research samples by matching question text in the dataset,
     and check that each question group holds one question (else K is wrong)."""
-    from atts.tasks.datasets import load_questions
 
     need = [s for s in src.samples if s.gold is None]
     if need:
@@ -283,7 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", help="local dataset directory (default: $ATTS_DATA_DIR or ../shared/datasets)")
     ap.add_argument("--workers", type=int, default=2, help="grading processes")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         if args.samples_per_question is not None and args.samples_per_question < 1:
@@ -293,13 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                         answer_field=args.answer_field, data_dir=args.data_dir, workers=args.workers,
                         per_sample=args.per_sample)
         except GradeError as e:
-            from atts.runtime.session import UserError
-
             raise UserError(str(e)) from None
         print(format_result(r))
         if args.output:
-            from atts.runtime.store import atomic_write_json
-
             atomic_write_json(Path(args.output), r)
             print(f"wrote {args.output}")
         return 0

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings
+from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, add_llm_args, check_run_dir
+from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 
 FORMAT = "atts-judge/1"
@@ -67,8 +69,6 @@ def parse_verdict(text: str) -> bool | None:
 
 
 def load(path: Path) -> dict:
-    import json
-
     if path.is_file():
         return json.loads(path.read_text())
     return {"format": FORMAT, "questions": {}}
@@ -140,16 +140,12 @@ def report_line(c: dict, run_dir: Path, field_name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from atts.analysis.reextract import add_llm_args, check_run_dir
-
     ap = argparse.ArgumentParser(prog="python -m atts.judge", description="LLM judge, anyone_check (see module docs).")
     ap.add_argument("run_dir")
     ap.add_argument("--answer-field", default="answer", help="answers judged: answer (ours) or an answers.<field>")
     add_llm_args(ap)
     ap.set_defaults(max_tokens=8)
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
-    from atts.runtime.session import UserError
 
     def body():
         d = Path(args.run_dir)

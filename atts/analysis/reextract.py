@@ -7,7 +7,6 @@ through any OpenAI-compatible API (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL
 the research code; `atts.llm`). Non-destructive: the original ``answer`` and
 ``correct`` are never touched; the new answer goes beside them, with its provenance and
 its math-verify verdict:
-
     record["answers"]["llm"] = {"answer", "raw", "correct", "grader", "model", "base_url",
                                 "time", "time_iso", "prompt", "max_chars", "usage" | "error"}
 
@@ -29,9 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-from atts.tasks.grading import Grader, extract_boxed
-from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings
+from atts.analysis.judge import judge, report_line
+from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, add_llm_args, check_run_dir
+from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
+from atts.tasks.grading import Grader, extract_boxed
 
 PROMPT_VERSION = "atts-extract/1"
 SYSTEM = "Extract the final answer."
@@ -132,25 +133,6 @@ def dry_run(run_dir: Path, settings: LLMSettings, field_name: str, max_chars: in
     return "\n".join(lines)
 
 
-def add_llm_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--model", help="model name (default: $OPENAI_MODEL)")
-    ap.add_argument("--base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
-    ap.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
-    ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    ap.add_argument("--retries", type=int, default=3)
-    ap.add_argument("--dry-run", action="store_true", help="send nothing, write nothing; show what would be done")
-    ap.add_argument("--force", action="store_true", help="redo items already done by this model")
-    ap.add_argument("--no-progress", action="store_true")
-
-
-def check_run_dir(d: Path) -> None:
-    from atts.runtime.session import UserError
-
-    if not (d / "manifest.json").is_file() or not (d / "samples").is_dir():
-        raise UserError(f"{d}: not an atts run directory (manifest.json and samples/)")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m atts.reextract", description="LLM answer re-extraction (see module docs).")
     ap.add_argument("run_dir")
@@ -160,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge-max-tokens", type=int, default=8)
     add_llm_args(ap)
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
-    from atts.runtime.session import UserError
 
     def body():
         d = Path(args.run_dir)
@@ -180,8 +160,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['errors']} errors) in {d}")
         rc = 0 if c["errors"] == 0 else 1
         if args.judge:
-            from atts.analysis.judge import judge, report_line
-
             j = asyncio.run(judge(d, settings, field_name=args.field, concurrency=args.concurrency,
                                   max_tokens=args.judge_max_tokens, force=args.force, progress=not args.no_progress))
             print(report_line(j, d, args.field))

@@ -26,21 +26,24 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import io
 import json
+import math
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from atts.analysis.grade import compute
+from atts.errors import CalibrationError, ReportError, UserError, run_guarded
+from atts.method.conformal import CalibrationFile
+from atts.runtime.store import RunStore, atomic_write_text
 
 FLOOR = 1e-6  # PPL - 1 below this is drawn at it (log axis)
 ROLE_COLOURS = {("draft", "generate"): "#4C72B0", ("target", "score"): "#DD8452", ("target", "generate"): "#C44E52"}
 ROLE_LABELS = {("draft", "generate"): "draft generate", ("target", "score"): "target score",
                ("target", "generate"): "target generate"}
-
-
-class ReportError(ValueError):
-    """Unreadable run directory (a user error)."""
 
 
 @dataclass
@@ -67,8 +70,6 @@ class Run:
 # ---------------------------------------------------------------- loading
 
 def load_run(d: Path) -> Run:
-    from atts.runtime.store import RunStore
-
     if not (d / "manifest.json").is_file():
         raise ReportError(f"{d}: not an atts run directory (no manifest.json)")
     store = RunStore(d)
@@ -83,8 +84,6 @@ def load_run(d: Path) -> Run:
 
 
 def _load_calibration(manifest: dict):
-    from atts.method.conformal import CalibrationError, CalibrationFile
-
     info = manifest.get("calibration")
     if not info:
         return None, None
@@ -122,8 +121,6 @@ def eval_ppls_by_turn(records: list[dict]) -> dict[int, list[float]]:
 
 def thresholds(cal, alpha: float) -> dict[str, float]:
     """Group -> q_hat (take over iff PPL > q_hat), from the calibration at level alpha."""
-    import math
-
     gate = cal.gate(alpha)
     return {k: c.quantile for k, c in gate.groups.items() if math.isfinite(c.quantile)}
 
@@ -154,8 +151,6 @@ def _plt():
 def _save(fig, path: Path) -> Path:
     """PNG with a 256-colour palette: plots have few colours, and the file is a third
     of the size (reports are committed and embedded in HTML)."""
-    import io
-
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -174,8 +169,6 @@ def plot_calibration(run: Run, path: Path, max_panels: int = 6) -> Path:
     """Histogram of calibration PPLs with the threshold, per calibration group shown
     (per_turn: one panel per turn; marginal: one; per_question: all pooled, with the
     median of the per-question thresholds), and the evaluation PPLs of the same turn."""
-    import statistics
-
     plt = _plt()
     cal, alpha = run.calibration, run.alpha
     th = thresholds(cal, alpha)
@@ -483,8 +476,6 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
             raise ReportError(f"{f}: not an `atts grade` output ({e})") from None
     out.mkdir(parents=True, exist_ok=True)
     if grade:
-        from atts.analysis.grade import compute
-
         for r in runs:
             r.grades = compute(r.dir)
     doc = Doc()
@@ -519,7 +510,6 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
                 doc.table(["turn", "decisions", "takeovers", "rate", "95% low", "95% high"],
                           [[t["turn"], t["n"], t["k"], t["rate"], t["low"], t["high"]]
                            for t in r.summary["takeover_rate_by_turn"]])
-    from atts.method.conformal import CalibrationError
 
     for r in runs:
         if r.calibration is not None and r.alpha is not None:
@@ -550,7 +540,6 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
     doc.table(["run", "directory", "config", "calibration"],
               [[r.label, _rel(r.dir, out), r.manifest.get("config_path") and Path(r.manifest["config_path"]).name,
                 (r.manifest.get("calibration") or {}).get("hash")] for r in runs])
-    from atts.runtime.store import atomic_write_text
 
     atomic_write_text(out / "report.md", doc.markdown())
     atomic_write_text(out / "report.html", doc.html("atts report"))
@@ -587,11 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeline-samples", type=int, default=6, help="samples shown in each timeline")
     ap.add_argument("--no-grade", action="store_true", help="skip regrading (use summary.json only)")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
-        from atts.runtime.session import UserError
-
         dirs = [Path(d) for d in args.runs]
         out = Path(args.output) if args.output else default_output(dirs)
         try:

@@ -36,8 +36,16 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
+from atts.commands.calibrate import calibrate_async, describe, policy_params
+from atts.commands.evaluate import evaluate_async, run_hash
 from atts.config import RunConfig, load_config, with_overrides
-from atts.runtime.store import atomic_write_json, atomic_write_text
+from atts.errors import ConfigError, run_guarded
+from atts.method.policies import POLICIES
+from atts.runtime.session import Session, build_roles, close_roles
+from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text, versions
+from atts.runtime.summary import quantile
 
 ROW_ORDER = ("target_only", "draft_only", "atts", "atts_unpipelined", "sync_ranked", "research_schedule")
 DEFAULT_LEVELS = (64, 256, 512, 1024)
@@ -186,8 +194,6 @@ class LoopLag:
         self._task.cancel()
 
     def p(self, q: float) -> float | None:
-        from atts.runtime.summary import quantile
-
         return quantile(self.lags, q)
 
 
@@ -215,11 +221,6 @@ def level_config(cfg: RunConfig, n: int, max_turns: int, out: Path) -> RunConfig
 
 async def measure_orchestrator(cfg: RunConfig, urls: dict, n: int, max_turns: int, out: Path, cal: Path,
                                progress: bool) -> dict:
-    from atts.commands.evaluate import evaluate_async
-    from atts.runtime.session import build_roles, close_roles
-
-    from atts.runtime.store import versions
-
     lcfg = level_config(cfg, n, max_turns, out)
     roles = build_roles(lcfg, urls)  # pools sized to this level
     versions()  # the run manifest imports sglang, torch...: once per process, not the orchestrator's steady cost
@@ -245,8 +246,6 @@ async def measure_orchestrator(cfg: RunConfig, urls: dict, n: int, max_turns: in
 
 async def flush_caches(urls: dict) -> None:
     """Empty both servers' radix caches, so a row does not inherit another's prefixes."""
-    import httpx
-
     async with httpx.AsyncClient(timeout=30, trust_env=False) as c:
         for role, us in urls.items():
             for u in us:
@@ -273,9 +272,6 @@ def variant_config(cfg: RunConfig, v: Variant, out: Path, rows: dict) -> RunConf
 
 
 async def run_row(cfg: RunConfig, v: Variant, roles, urls, out: Path, cal: Path, rows: dict, progress: bool) -> dict:
-    from atts.commands.evaluate import evaluate_async
-    from atts.runtime.store import RunStore
-
     rcfg = variant_config(cfg, v, out, rows)
     shutil.rmtree(out, ignore_errors=True)  # a row is timed whole, never resumed half-way
     await flush_caches(urls)
@@ -354,10 +350,6 @@ def format_table(doc: dict) -> str:
 
 async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[int], max_turns: int,
                       fresh: bool, progress: bool, command: str) -> dict:
-    from atts.commands.calibrate import calibrate_async, describe, policy_params
-    from atts.method.policies import POLICIES
-    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
-
     out.mkdir(parents=True, exist_ok=True)
     prev = {}
     if (out / "bench.json").exists() and not fresh:
@@ -372,25 +364,22 @@ async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[
             "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
     for n in names:
         if VARIANTS[n].policy not in POLICIES:
-            notes.append(f"row {n} skipped: policy {VARIANTS[n].policy!r} is not registered in atts.policies")
+            notes.append(f"row {n} skipped: policy {VARIANTS[n].policy!r} is not registered in atts.method.policies")
             rows.pop(n, None)
     cal = cfg.calibration_path
-    with servers_for(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as urls:
-        roles = build_roles(cfg, urls)
-        try:
-            await check_reachable(roles)
-            if not cal.exists():
-                c = await calibrate_async(cfg, roles, progress=progress)
-                c.save(cal)
-                print(describe(c, policy_params(cfg).alpha), file=sys.stderr)
-            for n in names:
-                if n in rows or VARIANTS[n].policy not in POLICIES:
-                    continue
-                print(f"atts bench: row {n}", file=sys.stderr)
-                rows[n] = await run_row(cfg, VARIANTS[n], roles, urls, out / "rows" / n, cal, rows, progress)
-                write_outputs(out, meta, rows, orch, notes)
-        finally:
-            await close_roles(roles)
+    async with Session(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as session:
+        urls, roles = session.urls, session.roles
+        if not cal.exists():
+            c = await calibrate_async(cfg, roles, progress=progress)
+            c.save(cal)
+            print(describe(c, policy_params(cfg).alpha), file=sys.stderr)
+        for n in names:
+            if n in rows or VARIANTS[n].policy not in POLICIES:
+                continue
+            print(f"atts bench: row {n}", file=sys.stderr)
+            rows[n] = await run_row(cfg, VARIANTS[n], roles, urls, out / "rows" / n, cal, rows, progress)
+            write_outputs(out, meta, rows, orch, notes)
+        await session.close(roles)  # the orchestrator levels build their own pools, sized to each level
         for lvl in levels:
             if str(lvl) in orch:
                 continue
@@ -402,8 +391,6 @@ async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[
 
 
 def _bench_hash(cfg: RunConfig) -> str:
-    from atts.commands.evaluate import run_hash
-
     d = dataclasses.replace(cfg, output_dir="-")
     return run_hash(d, None) + f"-{cfg.dataset.limit}-{cfg.samples_per_question}"
 
@@ -423,8 +410,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="rerun rows already in DIR/bench.json")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
-    from atts.config import ConfigError
 
     def body():
         names = [n.strip() for n in args.rows.split(",") if n.strip()]

@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 
 from atts.config import RunConfig, load_config, with_overrides
-from atts.method.conformal import CalibrationFile
-from atts.tasks.datasets import load_from_config
 from atts.engines.sglang import ContextOverflow, EngineError, ServerDown
-from atts.method.policies import ATTS, POLICIES, ATTSParams
+from atts.errors import run_guarded
+from atts.method.conformal import CalibrationFile
+from atts.method.policies import ATTS, POLICIES, ATTSParams, ProposingPolicy
 from atts.runtime.runner import Progress, SampleContext, SampleState, finished_reason
-from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
+from atts.runtime.session import Session, chunking_of
+from atts.tasks.datasets import load_from_config
 
 
 def calibration_meta(cfg: RunConfig) -> dict:
@@ -44,26 +45,24 @@ def calibration_meta(cfg: RunConfig) -> dict:
 def _score_kind(cfg: RunConfig) -> dict:
     """What a calibration score is, for policies whose score is not the target's PPL of
     a draft chunk (atts_self, specreason_conformal): kept apart from ATTS's files."""
-    kind = getattr(POLICIES[cfg.policy.name], "calibration_kind", None)
-    return {"score": kind(cfg.policy.params)} if kind else {}
+    cls = POLICIES[cfg.policy.name]
+    kind = cls.calibration_kind(cfg.policy.params) if issubclass(cls, ProposingPolicy) else None
+    return {"score": kind} if kind else {}
 
 
 def calibration_policy(cfg: RunConfig):
     """The policy whose propose/resolve the calibration rolls out: the configured one
     if it has them (ATTS and its kin), else ATTS."""
     cls = POLICIES[cfg.policy.name]
-    policy = cls(cfg.policy.params) if hasattr(cls, "propose") else ATTS(policy_params(cfg))
+    policy = cls(cfg.policy.params) if issubclass(cls, ProposingPolicy) else ATTS(policy_params(cfg))
     if getattr(policy.params, "pipeline", False):  # calibration runs in phases: no next-turn drafts
         policy.params = dataclasses.replace(policy.params, pipeline=False)
     return policy
 
 
-def score_of(policy, prop) -> float | None:
-    """A proposal's nonconformity score: the policy's own, or the scoring's PPL."""
-    f = getattr(policy, "nonconformity", None)
-    if f is not None:
-        return f(prop)
-    return prop.scoring.ppl if prop.scoring is not None else None
+def score_of(policy: ProposingPolicy, prop) -> float | None:
+    """A proposal's nonconformity score (by default the scoring's PPL: ProposingPolicy)."""
+    return policy.nonconformity(prop)
 
 
 def policy_params(cfg: RunConfig):
@@ -177,13 +176,8 @@ async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, pr
 
 
 async def _main_async(cfg: RunConfig, output: Path, limit: int | None, progress: bool) -> CalibrationFile:
-    with servers_for(cfg) as urls:
-        roles = build_roles(cfg, urls)
-        try:
-            await check_reachable(roles)
-            cal = await calibrate_async(cfg, roles, limit=limit, progress=progress)
-        finally:
-            await close_roles(roles)
+    async with Session(cfg) as s:
+        cal = await calibrate_async(cfg, s.roles, limit=limit, progress=progress)
     cal.save(output)
     return cal
 
@@ -206,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         cfg = with_overrides(load_config(args.config), alpha=args.alpha, sets=args.set)

@@ -7,7 +7,6 @@ and samples with the same per-request seeds (`atts.runner.request_seed`), each a
 normal resumable run in ``DIR/<label>/``. Calibrated policies share a calibration file
 when their scores are the same quantity (``DIR/calibration-<kind>-<hash>.json``, made
 once if missing). Then:
-
     DIR/compare.json   {"rows": [{name, policy, pass@1, maj@k, pass@k, takeover_rate,
                         n_samples_completed, wall_seconds, latency_median, latency_p90,
                         target_token_share, tokens, throughput ...}], ...}
@@ -31,8 +30,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from atts.config import ConfigError, RunConfig, load_config, stable_hash, with_overrides
-from atts.runtime.store import atomic_write_json, atomic_write_text
+from atts.commands.calibrate import calibrate_async, calibration_meta, policy_params
+from atts.commands.evaluate import evaluate_async
+from atts.config import RunConfig, load_config, stable_hash, with_overrides
+from atts.errors import ConfigError, run_guarded
+from atts.method.policies import POLICIES
+from atts.runtime.session import Session
+from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text
 
 ROW_KEYS = ("name", "policy", "pass@1", "maj@k", "pass@k", "takeover_rate", "n_samples_completed", "wall_seconds",
             "latency_median", "latency_p90", "target_token_share")
@@ -46,7 +50,6 @@ class Entry:
 
 def parse_policies(spec: str) -> list[tuple[str, str]]:
     """'a,b,x=c' -> [(a, a), (b, b), (x, c)]: (label, policy name)."""
-    from atts.method.policies import POLICIES
 
     out = []
     for item in (s.strip() for s in spec.split(",")):
@@ -92,8 +95,6 @@ def _with_calibration_path(cfg: RunConfig, out: Path) -> RunConfig:
     """Calibrated runs whose scores mean the same (same calibration meta and policy
     parameters: per turn, the policy's own rollout reaches the later turns) share one
     file."""
-    from atts.commands.calibrate import calibration_meta, policy_params
-    from atts.method.policies import POLICIES
 
     if not POLICIES[cfg.policy.name].needs_calibration:
         return cfg
@@ -195,32 +196,22 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, progress: bool = True,
                         command: list[str] | None = None) -> dict:
-    from atts.commands.calibrate import calibrate_async
-    from atts.commands.evaluate import evaluate_async
-    from atts.method.policies import POLICIES
-    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
-    from atts.runtime.store import RunStore
-
     rows = []
     t0 = time.perf_counter()
-    with servers_for(base) as urls:
-        roles = build_roles(base, urls)
-        try:
-            await check_reachable(roles)
-            for e in entries:
-                cal = None
-                if POLICIES[e.cfg.policy.name].needs_calibration:
-                    cal = e.cfg.calibration_path
-                    if not cal.exists():
-                        print(f"atts compare: calibrating for {e.label} -> {cal}", file=sys.stderr)
-                        (await calibrate_async(e.cfg, roles, progress=progress)).save(cal)
-                s = await evaluate_async(e.cfg, roles, calibration=cal, progress=progress, command=command)
-                records = list(RunStore(e.cfg.output_dir).completed().values())
-                rows.append(row_of(e.label, e.cfg, s, records))
-                print(f"atts compare: {e.label}: pass@1 {_fmt(s['pass@1'])}, takeover "
-                      f"{_fmt(s['takeover_rate']['rate'])}", file=sys.stderr)
-        finally:
-            await close_roles(roles)
+    async with Session(base) as session:
+        urls, roles = session.urls, session.roles
+        for e in entries:
+            cal = None
+            if POLICIES[e.cfg.policy.name].needs_calibration:
+                cal = e.cfg.calibration_path
+                if not cal.exists():
+                    print(f"atts compare: calibrating for {e.label} -> {cal}", file=sys.stderr)
+                    (await calibrate_async(e.cfg, roles, progress=progress)).save(cal)
+            s = await evaluate_async(e.cfg, roles, calibration=cal, progress=progress, command=command)
+            records = list(RunStore(e.cfg.output_dir).completed().values())
+            rows.append(row_of(e.label, e.cfg, s, records))
+            print(f"atts compare: {e.label}: pass@1 {_fmt(s['pass@1'])}, takeover "
+                  f"{_fmt(s['takeover_rate']['rate'])}", file=sys.stderr)
     k = base.samples_per_question
     result = {
         "command": command, "config": base.source_path, "dataset": base.dataset.name, "split": base.dataset.split,
@@ -248,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="policy parameter of one run, e.g. --param specreason.threshold=9")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         base, entries = build_entries(args)

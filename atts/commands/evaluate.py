@@ -17,37 +17,22 @@ import time
 from pathlib import Path
 
 from atts.commands.calibrate import calibration_meta
-from atts.config import RunConfig, load_config, stable_hash, with_overrides
+from atts.config import RunConfig, identity_dict, load_config, stable_hash, with_overrides
+from atts.errors import CalibrationError, run_guarded
 from atts.method.conformal import CalibrationFile, ConformalGate
-from atts.tasks.datasets import load_from_config
-from atts.tasks.grading import Grader
 from atts.method.policies import make_policy
 from atts.runtime.runner import Role, run_all
-from atts.runtime.session import build_roles, check_reachable, chunking_of, close_roles, servers_for
+from atts.runtime.session import Session, chunking_of
 from atts.runtime.store import RunStore, versions
 from atts.runtime.summary import summarize
+from atts.tasks.datasets import load_from_config
+from atts.tasks.grading import Grader
 from atts.tasks.chunk_replay import short_chunk_warning
 
-# config fields that do not change what a sample is (where servers run, how many, how fast)
-_RUN_HASH_EXCLUDE = {
-    "output_dir", "samples_per_question", "server_start_timeout_s", "grading_workers", "name",
-}
-_MODEL_EXCLUDE = {"launch", "urls", "device", "tp", "gpu_ids", "mem_fraction_static", "max_total_tokens",
-                  "extra_args", "max_concurrency", "timeout_s", "retries", "cpu_threads", "engine",
-                  "backoff_s", "on_server_down", "down_wait_s",
-                  "api_key_env", "served_model_name"}  # issue 13 item 9: how to reach a server, not what it runs
-
-
 def run_hash(cfg: RunConfig, calibration_hash: str | None) -> str:
-    d = cfg.to_dict()
-    for k in _RUN_HASH_EXCLUDE:
-        d.pop(k, None)
-    for r in ("draft", "target"):
-        d[r] = {k: v for k, v in d[r].items() if k not in _MODEL_EXCLUDE}
-    d["dataset"].pop("limit", None)
-    d.pop("calibration", None)
-    d["calibration_hash"] = calibration_hash
-    return stable_hash(d)
+    """What a run is: every config field but the operational ones (declared on the fields,
+    `atts.config.operational`), plus the calibration file's hash."""
+    return stable_hash(identity_dict(cfg) | {"calibration_hash": calibration_hash})
 
 
 def load_gate(cfg: RunConfig, path: Path | None, force: bool) -> tuple[ConformalGate | None, CalibrationFile | None]:
@@ -60,14 +45,10 @@ def load_gate(cfg: RunConfig, path: Path | None, force: bool) -> tuple[Conformal
         cal.check_compatible(calibration_meta(cfg), p)
         grouping = getattr(cfg.policy.params, "grouping", cal.grouping)
         if grouping != cal.grouping:
-            from atts.method.conformal import CalibrationError
-
             raise CalibrationError(f"{p} has grouping {cal.grouping!r}, the policy wants {grouping!r} (use --force to override)")
     alpha = cfg.policy.params.alpha
     if force and cal.grouping == "per_turn" and cal.alpha != alpha:
-        from dataclasses import replace
-
-        cal = replace(cal, alpha=alpha)
+        cal = dataclasses.replace(cal, alpha=alpha)
     return cal.gate(alpha), cal
 
 
@@ -115,14 +96,9 @@ def preflight(cfg: RunConfig, calibration: Path | None, force: bool) -> None:
 
 async def _main_async(cfg: RunConfig, calibration: Path | None, force: bool, progress: bool, command) -> dict:
     preflight(cfg, calibration, force)
-    with servers_for(cfg) as urls:
-        roles = build_roles(cfg, urls)
-        try:
-            await check_reachable(roles)
-            return await evaluate_async(cfg, roles, calibration=calibration, force=force, progress=progress,
-                                        command=command)
-        finally:
-            await close_roles(roles)
+    async with Session(cfg) as s:
+        return await evaluate_async(cfg, s.roles, calibration=calibration, force=force, progress=progress,
+                                    command=command)
 
 
 SUMMARY_KEYS = ("policy", "dataset", "n_questions", "samples_per_question", "n_samples_completed", "n_failed",
@@ -172,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m atts.evaluate", description="Evaluate a policy (see module docs).")
     add_eval_args(ap)
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
         cfg = config_from_args(args)

@@ -27,7 +27,13 @@ import threading
 import time
 from pathlib import Path
 
+from atts.commands.calibrate import calibrate_async
+from atts.commands.evaluate import evaluate_async
+from atts.config import load_config, with_overrides
+from atts.errors import UserError, run_guarded
+from atts.runtime.session import Session
 from atts.runtime.store import atomic_write_json
+from atts.serving.faults import FaultProxy
 
 
 class Monitor:
@@ -109,29 +115,20 @@ def check_records(round_dirs: list[Path]) -> dict:
 
 
 async def soak_async(cfg, args, out: Path) -> dict:
-    from atts.commands.calibrate import calibrate_async
-    from atts.config import with_overrides
-    from atts.commands.evaluate import evaluate_async
-    from atts.serving.faults import FaultProxy
-    from atts.runtime.session import build_roles, check_reachable, close_roles, servers_for
-
-    with servers_for(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as urls:
+    async with Session(cfg, log_dir=out / "logs", servers_json=out / "servers.json") as session:
+        urls = session.urls
         cal_path = Path(args.calibration) if args.calibration else out / "calibration.json"
         if not args.calibration:
-            roles = build_roles(cfg, urls)
-            try:
-                await check_reachable(roles)
-                ccfg = with_overrides(cfg, sets=[f"calibration.limit={args.calibration_limit}"])
-                cal = await calibrate_async(ccfg, roles, progress=False)
-                cal.save(cal_path)
-            finally:
-                await close_roles(roles)
+            ccfg = with_overrides(cfg, sets=[f"calibration.limit={args.calibration_limit}"])
+            cal = await calibrate_async(ccfg, session.roles, progress=False)
+            cal.save(cal_path)
+        await session.close(session.roles)
         proxies = {r: [FaultProxy(u, args.fault_rate, seed=args.seed + 7 * i + (r == "target"), slow_s=args.slow_s)
                        for i, u in enumerate(urls[r])] for r in urls}
         for ps in proxies.values():
             for p in ps:
                 p.start()
-        roles = build_roles(cfg, {r: [p.url for p in ps] for r, ps in proxies.items()})
+        roles = session.roles_for(cfg, {r: [p.url for p in ps] for r, ps in proxies.items()})
         rounds: list[Path] = []
         mon = Monitor().start()
         t0 = time.monotonic()
@@ -148,7 +145,7 @@ async def soak_async(cfg, args, out: Path) -> dict:
                     break
         finally:
             wall = time.monotonic() - t0
-            await close_roles(roles)
+            await session.close(roles)
             for ps in proxies.values():
                 for p in ps:
                     p.stop()
@@ -188,12 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    from atts.cli import run_guarded
 
     def body():
-        from atts.config import load_config, with_overrides
-        from atts.runtime.session import UserError
-
         if args.duration <= 0 or not 0 <= args.fault_rate <= 1 or args.concurrency <= 0:
             raise UserError("--duration and --concurrency must be > 0, --fault-rate in [0, 1]")
         if args.slow_s <= args.timeout:

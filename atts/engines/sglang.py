@@ -25,15 +25,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from atts.engines.balance import Balancer
-
-
-class EngineError(RuntimeError):
-    """A request failed after its retries, or its response was malformed."""
-
-    def __init__(self, role: str, reason: str):
-        super().__init__(f"{role}: {reason}")
-        self.role = role
-        self.reason = reason
+from atts.errors import EngineError
 
 
 class ContextOverflow(EngineError):

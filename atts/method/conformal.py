@@ -51,13 +51,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from atts.errors import CalibrationError
+from atts.runtime.store import atomic_write_json
 
 GROUPINGS = ("marginal", "per_question", "per_turn")
 FORMAT = "atts-calibration/1"
-
-
-class CalibrationError(ValueError):
-    """Missing, malformed or mismatched calibration file (a user error)."""
 
 
 @dataclass(frozen=True)
@@ -176,8 +174,6 @@ class CalibrationFile:
                 "scores": self.scores}
 
     def save(self, path: str | Path) -> None:
-        from atts.runtime.store import atomic_write_json
-
         atomic_write_json(Path(path), self.to_json())
 
     @classmethod

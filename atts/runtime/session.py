@@ -1,24 +1,22 @@
 """A run's connection to its engines: launch the servers the config asks for (or use the
 given URLs), build one engine and one prompter per role, and tear down on exit,
-including on errors and Ctrl-C."""
+including on errors and Ctrl-C. ``Session`` is that whole block, used by every command."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
 from pathlib import Path
 
 from atts.config import RunConfig
-from atts.engines.sglang import EngineError, EngineSettings, SGLangEngine
 from atts.engines.openai import OpenAIEngine
-from atts.tasks.prompts import Prompter
-from atts.runtime.runner import ROLES, Chunking, Role
+from atts.engines.sglang import EngineError, EngineSettings, SGLangEngine
+from atts.errors import UserError
+from atts.runtime.runner import Chunking, ROLES, Role
 from atts.serving.sglang import ServerGroup
-
-
-class UserError(Exception):
-    """Raised for problems the user can fix; the CLI prints the message without a traceback."""
+from atts.tasks.prompts import Prompter
 
 
 def chunking_of(cfg: RunConfig) -> Chunking:
@@ -81,10 +79,61 @@ async def close_roles(roles: dict[str, Role]) -> None:
         await r.engine.aclose()
 
 
+class Session:
+    """The servers and engines of one command::
+
+        async with Session(cfg) as s:      # servers up (if launch: true), roles built, reachable
+            await evaluate_async(cfg, s.roles, ...)
+                                           # engines closed, launched servers stopped
+
+    ``s.urls`` is {role: [urls]}, ``s.roles`` {role: Role}. ``roles_for(cfg, urls)`` builds
+    another role set on the same servers (pools sized to another config, or pointed at
+    proxies); ``close(roles)`` closes a set early; every set still open is closed on exit,
+    before the servers stop, whether the block ended normally, by an error or by Ctrl-C."""
+
+    def __init__(self, cfg: RunConfig, *, log_dir: Path | None = None, servers_json: Path | None = None,
+                 check: bool = True):
+        self.cfg, self.log_dir, self.servers_json, self.check = cfg, log_dir, servers_json, check
+        self.urls: dict[str, list[str]] = {}
+        self.roles: dict[str, Role] = {}
+        self._open: list[dict[str, Role]] = []
+        self._servers = None
+
+    async def __aenter__(self) -> "Session":
+        self._servers = servers_for(self.cfg, self.log_dir, self.servers_json)
+        self.urls = self._servers.__enter__()
+        try:
+            self.roles = self.roles_for(self.cfg)
+            if self.check:
+                await check_reachable(self.roles)
+        except BaseException:
+            await self.__aexit__(*sys.exc_info())
+            raise
+        return self
+
+    def roles_for(self, cfg: RunConfig, urls: dict[str, list[str]] | None = None) -> dict[str, Role]:
+        roles = build_roles(cfg, self.urls if urls is None else urls)
+        self._open.append(roles)
+        return roles
+
+    async def close(self, roles: dict[str, Role]) -> None:
+        if any(r is roles for r in self._open):
+            self._open = [r for r in self._open if r is not roles]
+            await close_roles(roles)
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            while self._open:
+                await close_roles(self._open.pop())
+        finally:
+            if self._servers is not None:
+                servers, self._servers = self._servers, None
+                servers.__exit__(*exc)
+
+
 def run_with_roles(cfg: RunConfig, fn):
     """``asyncio.run(fn(roles))`` against the config's server URLs (servers already
     running), closing the engines afterwards: for scripts and tests."""
-    import asyncio
 
     async def go():
         roles = build_roles(cfg, {r: list(getattr(cfg, r).urls) for r in ROLES})

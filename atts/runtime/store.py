@@ -19,12 +19,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from atts.errors import RunMismatch
 
 MANIFEST = "manifest.json"
-
-
-class RunMismatch(ValueError):
-    """The output directory holds a run made with another config."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:

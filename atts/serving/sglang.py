@@ -13,13 +13,11 @@ No shell is involved: argv lists are passed to ``subprocess`` as they are.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from contextlib import closing
@@ -28,62 +26,8 @@ from pathlib import Path
 
 import httpx
 
-DEFAULT_HOST = "127.0.0.1"
-# --sleep-on-idle: an idle scheduler otherwise busy-polls a whole core, and two servers on a
-# 2-core machine then starve each other (measured: 64-token requests 30x slower).
-CPU_FLAGS = ("--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph", "--sleep-on-idle")
-
-
-class ServerError(RuntimeError):
-    """A server could not be started or stopped; the message carries its log tail."""
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    role: str
-    model_path: str
-    device: str = "cpu"  # cpu | cuda
-    host: str = DEFAULT_HOST
-    port: int | None = None  # None: a free port
-    tp: int = 1
-    gpu_ids: str | None = None  # "0" or "1,2" -> CUDA_VISIBLE_DEVICES
-    mem_fraction_static: float | None = None
-    dtype: str | None = None
-    context_length: int | None = None
-    max_total_tokens: int | None = None
-    extra_args: tuple[str, ...] = ()
-    cpu_threads: int | None = None  # OMP_NUM_THREADS of the server (CPU): 1 per server on small machines
-
-    def argv(self, port: int) -> list[str]:
-        argv = [sys.executable, "-m", "sglang.launch_server", "--model-path", self.model_path,
-                "--host", self.host, "--port", str(port)]
-        if self.device == "cpu":
-            argv += list(CPU_FLAGS)
-            argv += ["--dtype", self.dtype or "float32"]
-            argv += ["--mem-fraction-static", str(self.mem_fraction_static or 0.3)]
-            argv += ["--max-total-tokens", str(self.max_total_tokens or 16384)]
-        else:
-            argv += ["--tp", str(self.tp), "--watchdog-timeout", "600"]
-            if self.dtype:
-                argv += ["--dtype", self.dtype]
-            if self.mem_fraction_static is not None:
-                argv += ["--mem-fraction-static", str(self.mem_fraction_static)]
-            if self.max_total_tokens:
-                argv += ["--max-total-tokens", str(self.max_total_tokens)]
-        if self.context_length:
-            argv += ["--context-length", str(self.context_length)]
-        return argv + list(self.extra_args)
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.device == "cpu":
-            env["SGLANG_USE_CPU_ENGINE"] = "1"
-            if self.cpu_threads:
-                env["OMP_NUM_THREADS"] = str(self.cpu_threads)
-        if self.gpu_ids is not None:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpu_ids
-        return env
-
+from atts.errors import ServerError, sigterm_to_interrupt
+from atts.serving.spec import DEFAULT_HOST, ServerSpec
 
 @dataclass
 class RunningServer:
@@ -247,7 +191,7 @@ class ServerGroup:
         # run in their own sessions and would otherwise outlive us).
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+            self._previous_sigterm = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
         try:
             for spec in self.specs:
                 self.servers.append(start_server(spec, self.log_dir))
@@ -268,104 +212,3 @@ class ServerGroup:
         finally:
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
-
-
-def _sigterm_to_interrupt(signum, frame):
-    # re-deliver as SIGINT: asyncio.run turns SIGINT into a clean cancellation of the main
-    # task, and outside asyncio it raises KeyboardInterrupt where the program is
-    signal.raise_signal(signal.SIGINT)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def _specs_from_args(args) -> list[ServerSpec]:
-    if args.config:
-        from atts.config import load_config
-
-        import dataclasses
-
-        cfg = load_config(args.config)
-        specs = []
-        for role in ("draft", "target"):  # flags given beside --config win over it
-            spec = getattr(cfg, role).server_spec(role)
-            port = getattr(args, f"{role}_port")
-            over = {k: v for k, v in (("port", port), ("host", args.host)) if v is not None}
-            specs.append(dataclasses.replace(spec, **over))
-        return specs
-    if not (args.draft_model and args.target_model):
-        raise SystemExit("error: give --config CFG, or both --draft-model and --target-model")
-    device = args.device or ("cuda" if _has_cuda() else "cpu")
-    common = dict(device=device, host=args.host, mem_fraction_static=args.mem_fraction_static)
-    return [
-        ServerSpec("draft", args.draft_model, port=args.draft_port, tp=args.draft_tp, gpu_ids=args.draft_gpus, **common),
-        ServerSpec("target", args.target_model, port=args.target_port, tp=args.target_tp, gpu_ids=args.target_gpus, **common),
-    ]
-
-
-def _has_cuda() -> bool:
-    try:
-        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.servers", description="Start or stop the draft and target SGLang servers.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    st = sub.add_parser("start", help="start both servers in the background and print their URLs")
-    st.add_argument("--config", help="a YAML config (its draft/target sections)")
-    st.add_argument("--draft-model")
-    st.add_argument("--target-model")
-    st.add_argument("--draft-gpus", help="CUDA_VISIBLE_DEVICES for the draft, e.g. 0")
-    st.add_argument("--target-gpus", help="CUDA_VISIBLE_DEVICES for the target, e.g. 1,2")
-    st.add_argument("--draft-tp", type=int, default=1)
-    st.add_argument("--target-tp", type=int, default=1)
-    st.add_argument("--mem-fraction-static", type=float, default=None)
-    st.add_argument("--draft-port", type=int, default=None)
-    st.add_argument("--target-port", type=int, default=None)
-    st.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
-    st.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    st.add_argument("--timeout", type=float, default=600.0)
-    sp = sub.add_parser("stop", help="stop the servers recorded in the log directory")
-    for p in (st, sp):
-        p.add_argument("--log-dir", default="results/logs")
-    args = ap.parse_args(argv)
-    log_dir = Path(args.log_dir)
-
-    if args.cmd == "stop":
-        stopped = 0
-        for pid_file in sorted(log_dir.glob("*.pid")):
-            try:
-                pid = int(pid_file.read_text().strip())
-            except ValueError:
-                pid_file.unlink()
-                continue
-            stop_pid_tree(pid)
-            pid_file.unlink(missing_ok=True)
-            print(f"stopped {pid_file.stem} (pid {pid})", file=sys.stderr)
-            stopped += 1
-        if not stopped:
-            print(f"no servers recorded in {log_dir}", file=sys.stderr)
-        return 0
-
-    specs = _specs_from_args(args)
-    servers: list[RunningServer] = []
-    try:
-        for spec in specs:
-            servers.append(start_server(spec, log_dir))
-        write_records(servers, log_dir)
-        wait_ready(servers, args.timeout)
-    except (ServerError, KeyboardInterrupt) as e:
-        stop_servers(servers)
-        for s in servers:
-            (log_dir / f"{s.spec.role}.pid").unlink(missing_ok=True)
-        print(f"error: {e}" if isinstance(e, ServerError) else "interrupted", file=sys.stderr)
-        return 1
-    for s in servers:
-        print(s.url)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """How to start vLLM's OpenAI-compatible server for a role, as a spec that
-`atts.servers.ServerGroup` / `start_server` accept beside `ServerSpec` (same fields:
+`atts.serving.sglang.ServerGroup` / `start_server` accept beside `ServerSpec` (same fields:
 role, host, port, model_path, ``argv(port)``, ``env()``), so vLLM servers get the same
 free ports, readiness wait on ``/health``, log files and process-tree teardown.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atts.config import REPO_ROOT
-from atts.serving.sglang import DEFAULT_HOST
+from atts.serving.spec import DEFAULT_HOST
 
 
 def vllm_python() -> Path:

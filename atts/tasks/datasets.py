@@ -17,11 +17,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from atts.errors import DatasetError
 from atts.tasks import arith
-
-
-class DatasetError(ValueError):
-    """A user-facing dataset problem (missing file, bad row); names file and line."""
 
 
 @dataclass(frozen=True)

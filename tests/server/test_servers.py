@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from atts.serving.sglang import ServerError, ServerGroup, ServerSpec, _pid_alive
+from atts.testing.testbed import FAKE_SECRETS, assert_no_secret
 from conftest import MODELS, ROOT
 
 pytestmark = pytest.mark.server
@@ -53,7 +54,6 @@ def test_interrupt_stops_servers_atts_launched(tmp_path, sig):
     """`atts run` with `launch: true`: OUTPUT_DIR/servers.json gives each role's pid and
     url; Ctrl-C (or SIGTERM) mid-run stops cleanly, exit 130, and no server process of its
     tree survives. Fake API keys in its environment appear in none of its files."""
-    from test_security import FAKE_SECRETS, assert_no_secret
 
     out = tmp_path / "run"
     proc = subprocess.Popen(

@@ -1,6 +1,6 @@
 """`atts grade` / `python -m atts.compute_accuracy` on the 1600 real research traces, on
 the research code's problem_XXXX.json layout, and its user errors. (Our own runs are
-graded in tests/test_reextract_real.py, on a real testbed run.)"""
+graded in tests/server/test_reextract_real.py, on a real testbed run.)"""
 
 import json
 import os

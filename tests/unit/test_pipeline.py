@@ -5,67 +5,18 @@ a PPL a function of (prefix, chunk), and every request sleeps a seeded random ti
 that pre-generated drafts, scoring and takeovers interleave as they do on real servers.
 Given the same chunks, the pipelined and unpipelined ATTS must produce identical step
 sequences (decisions, rejections, resamples, target chunks), texts and token counts,
-in both modes; the real-server check is in tests/test_bench_real.py."""
+in both modes; the real-server check is in tests/server/test_bench_real.py."""
 
 import asyncio
-import hashlib
-import math
 import random
 
 import pytest
 
 from atts.method.conformal import ConformalCalibration, ConformalGate
 from atts.tasks.datasets import Question
-from atts.engines.sglang import EngineError, Generation, RequestStats, Scoring
 from atts.method.policies import ATTS, ATTSParams
 from atts.runtime.runner import Chunking, Role, SampleState, run_sample
-
-
-def _h(*parts) -> int:
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big")
-
-
-class FakePrompter:
-    tokenizer_path = "fake"
-    template = None
-
-    def prompt_ids(self, q):
-        return [7, q.index]
-
-    def encode(self, text):
-        return [ord(c) for c in text]
-
-
-class DeterministicEngine:
-    """Chunks keyed by (prompt, seed), PPLs keyed by (prefix, chunk); random latency."""
-
-    def __init__(self, role: str, rng: random.Random, fail_on: str | None = None):
-        self.role, self.rng, self.fail_on = role, rng, fail_on
-        self.generated = 0
-
-    async def generate(self, ids, *, seed=None, **kw):
-        await asyncio.sleep(self.rng.random() * 0.004)
-        self.generated += 1
-        k = _h(self.role, tuple(ids), seed)
-        n_steps = sum(1 for i in ids if i == ord("\n")) // 2
-        if self.role == "target":
-            text = f"t{k % 97}\n\n"
-        elif n_steps >= 3 or k % 11 == 0:
-            text = "The answer is \\boxed{4}." if k % 2 else ""  # eos after an answer, or empty
-        else:
-            text = ("BAD" if k % 3 == 0 else "ok") + f"{k % 89}\n\n"
-        finish = "stop" if text.endswith("\n\n") else "eos"
-        return Generation(text, [ord(c) for c in text], finish, "\n\n" if finish == "stop" else None,
-                          RequestStats("generate", self.role, 0.0, output_tokens=len(text)))
-
-    async def score(self, prefix, chunk):
-        await asyncio.sleep(self.rng.random() * 0.004)
-        text = "".join(map(chr, chunk))
-        if self.fail_on and self.fail_on in text:
-            raise EngineError("target", "scripted failure")
-        base = 3.0 if "BAD" in text else 1.0
-        ppl = base + (_h(tuple(prefix), tuple(chunk)) % 1000) / 1e4
-        return Scoring(list(chunk), [-math.log(ppl)] * len(chunk), RequestStats("score", self.role, 0.0))
+from atts.testing.fakes import DeterministicEngine, FakePrompter
 
 
 # per-turn gate: threshold inside the "ok" cluster at turn 0 (rejects some right chunks at

@@ -1,50 +1,20 @@
 """Policy control flow on a scripted in-process engine (pure logic; the real-server tests
-in test_atts_real.py are what show the feature working)."""
+in tests/server/test_atts_real.py are what show the feature working)."""
 
 import asyncio
 from pathlib import Path
 
 from atts.method.conformal import ConformalCalibration, ConformalGate
 from atts.tasks.datasets import Question
-from atts.engines.sglang import Generation, RequestStats, Scoring
+from atts.engines.sglang import RequestStats, Scoring
 from atts.method.policies import ATTS, ATTSParams, DraftOnly
 from atts.runtime.runner import Chunking, Role, SampleState, run_sample
-
-
-class FakePrompter:
-    tokenizer_path = "fake"
-
-    def prompt_ids(self, q):
-        return [1, 2, 3]
-
-    def encode(self, text):
-        return [ord(c) for c in text]
-
-
-class ScriptedEngine:
-    """generate() pops scripted texts; score() returns a PPL encoded in the chunk text."""
-
-    def __init__(self, role, texts):
-        self.role, self.texts, self.calls = role, list(texts), []
-
-    async def generate(self, ids, **kw):
-        self.calls.append(("generate", list(ids)))
-        text = self.texts.pop(0)
-        finish = "eos" if text.endswith("<eos>") else "stop"
-        text = text.replace("<eos>", "")
-        return Generation(text, [ord(c) for c in text], finish, "\n\n" if finish == "stop" else None,
-                          RequestStats("generate", self.role, 0.0, output_tokens=len(text)))
-
-    async def score(self, prefix, chunk):
-        self.calls.append(("score", list(prefix), list(chunk)))
-        ppl = 9.0 if "BAD" in "".join(map(chr, chunk)) else 1.0
-        import math
-        return Scoring(list(chunk), [-math.log(ppl)] * len(chunk), RequestStats("score", self.role, 0.0))
+from atts.testing.fakes import FakePrompter, ScriptedEngine, SeededEngine
 
 
 def run(policy, draft_texts, target_texts, max_turns=4):
     d, t = ScriptedEngine("draft", draft_texts), ScriptedEngine("target", target_texts)
-    roles = {"draft": Role("draft", d, FakePrompter(), 0.8), "target": Role("target", t, FakePrompter(), 0.8)}
+    roles = {"draft": Role("draft", d, FakePrompter([1, 2, 3]), 0.8), "target": Role("target", t, FakePrompter([1, 2, 3]), 0.8)}
     state = asyncio.run(run_sample(policy, SampleState(Question(0, "q", "p", "4", "arith"), 0), roles,
                                    Chunking(("\n\n",), 40, max_turns, 1000)))
     return state, d, t
@@ -127,7 +97,7 @@ def test_atts_self_keeps_lowest_ppl_when_every_attempt_fails():
             return Scoring(list(chunk), [-math.log(len(chunk))] * len(chunk), RequestStats("score", self.role, 0.0))
 
     d, t = LengthPPL("draft", ["BAD one\n\n", "BAD\n\n", "BAD 33\n\n", "x"]), ScriptedEngine("target", [])
-    roles = {"draft": Role("draft", d, FakePrompter(), 0.8), "target": Role("target", t, FakePrompter(), 0.8)}
+    roles = {"draft": Role("draft", d, FakePrompter([1, 2, 3]), 0.8), "target": Role("target", t, FakePrompter([1, 2, 3]), 0.8)}
     state = asyncio.run(run_sample(pol, SampleState(Question(0, "q", "p", "4", "arith"), 0), roles,
                                    Chunking(("\n\n",), 40, 1, 1000)))
     turn0 = [s for s in state.steps if s["turn"] == 0]
@@ -137,25 +107,9 @@ def test_atts_self_keeps_lowest_ppl_when_every_attempt_fails():
     assert not t.calls and sum(c[0] == "score" for c in d.calls) == 3  # the draft scored itself
 
 
-class _SeededEngine:
-    """Text from the request seed, PPL from the text: deterministic under concurrency."""
-
-    def __init__(self, role):
-        self.role = role
-
-    async def generate(self, ids, *, seed=None, **kw):
-        await asyncio.sleep(0)
-        text = f"s{seed % 997}\n\n"
-        return Generation(text, [ord(c) for c in text], "stop", "\n\n", RequestStats("generate", self.role, 0.0))
-
-    async def score(self, prefix, chunk):
-        v = int("".join(map(chr, chunk)).strip()[1:])
-        return Scoring(list(chunk), [-v / 1000] * len(chunk), RequestStats("score", self.role, 0.0))
-
-
 def test_sync_ranked_barrier_gives_top_b_highest_ppl_to_target():
     pol = SyncRanked(SyncRankedParams(alpha=0.5, rounding="nearest"))
-    roles = {r: Role(r, _SeededEngine(r), FakePrompter(), 0.8) for r in ("draft", "target")}
+    roles = {r: Role(r, SeededEngine(r), FakePrompter([1, 2, 3]), 0.8) for r in ("draft", "target")}
     qs = [Question(i, f"q{i}", "p", "4", "arith") for i in range(2)]
     pairs = [(q, r) for q in qs for r in range(4)]
 

@@ -1,5 +1,6 @@
 """Security: no shell built from strings, quoted shell scripts, loopback by default, secrets
-only from the environment and never written by a run, results/logs/.env kept out of git."""
+only from the environment, results/logs/.env kept out of git. That a run never writes
+the secrets: tests/server/test_security_real.py."""
 
 import ast
 import json
@@ -11,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from atts.testing.testbed import FAKE_SECRETS, ROOT, assert_no_secret
 
-FAKE_SECRETS = {"OPENAI_API_KEY": "sk-atts-FAKE-0d5e7c1b9a4f4e2b8c6d", "HF_TOKEN": "hf_" + "attsFAKEtoken9Q2w7E4r",  # split: no key-like literal in the tree
-                "ATTS_API_KEY": "atts-FAKE-key-3b8e1f"}
 
 
 def _python_files():
@@ -56,7 +55,8 @@ def test_shell_scripts_pass_shellcheck():
 
 def test_servers_bind_loopback_unless_told_otherwise():
     from atts.config import load_config
-    from atts.serving.sglang import ServerSpec, main
+    from atts.commands.servers import main
+    from atts.serving.spec import ServerSpec
 
     spec = load_config(ROOT / "configs" / "testbed.yaml").target.server_spec("target")
     argv = spec.argv(1234)
@@ -71,22 +71,6 @@ def test_gitignore_keeps_results_logs_and_env_out():
               ".venv", ".venv-vllm/bin/python", ".venv2/x"]
     r = subprocess.run(["git", "check-ignore", "--no-index", *probes], cwd=ROOT, capture_output=True, text=True)
     assert set(r.stdout.split()) == set(probes), r.stdout
-
-
-@pytest.mark.server
-def test_a_run_never_writes_the_api_keys(testbed, tmp_path):
-    """A real run with recognisable fake keys in its environment: neither its output nor
-    any file it wrote contains them."""
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
-           "draft_only", "--limit", "2", "--samples-per-question", "1", "--output-dir", str(out), "--no-progress"]
-    for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
-              f"target.urls=[{testbed.urls['target']}]",
-              "draft.api_key_env=ATTS_API_KEY", "target.api_key_env=ATTS_API_KEY"):  # sent, ignored by a keyless server
-        cmd += ["--set", s]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **FAKE_SECRETS})
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert_no_secret(out, r.stdout + r.stderr)
 
 
 def test_a_run_against_keyed_servers_sends_the_key_and_never_writes_it(tmp_path):
@@ -114,11 +98,3 @@ def test_a_run_against_keyed_servers_sends_the_key_and_never_writes_it(tmp_path)
     manifest = json.loads((out / "manifest.json").read_text())
     assert "api_key_env" not in json.dumps(manifest["config"])  # (the command line keeps its --set, a name)
 
-
-def assert_no_secret(out_dir: Path, captured: str = "") -> None:
-    files = [p for p in Path(out_dir).rglob("*") if p.is_file()]
-    assert files
-    for secret in FAKE_SECRETS.values():
-        assert secret not in captured
-        for p in files:
-            assert secret.encode() not in p.read_bytes(), f"{secret} written to {p}"

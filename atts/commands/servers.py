@@ -1,0 +1,103 @@
+"""``atts servers start|stop``: start the draft and target SGLang servers in the background
+(printing their URLs, recording pids in the log directory) or stop the recorded ones."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+from atts.config import load_config
+from atts.errors import ServerError
+from atts.serving.sglang import RunningServer, start_server, stop_pid_tree, stop_servers, wait_ready, write_records
+from atts.serving.spec import DEFAULT_HOST, ServerSpec
+
+
+def _specs_from_args(args) -> list[ServerSpec]:
+    if args.config:
+        cfg = load_config(args.config)
+        specs = []
+        for role in ("draft", "target"):  # flags given beside --config win over it
+            spec = getattr(cfg, role).server_spec(role)
+            port = getattr(args, f"{role}_port")
+            over = {k: v for k, v in (("port", port), ("host", args.host)) if v is not None}
+            specs.append(dataclasses.replace(spec, **over))
+        return specs
+    if not (args.draft_model and args.target_model):
+        raise SystemExit("error: give --config CFG, or both --draft-model and --target-model")
+    device = args.device or ("cuda" if _has_cuda() else "cpu")
+    common = dict(device=device, host=args.host, mem_fraction_static=args.mem_fraction_static)
+    return [
+        ServerSpec("draft", args.draft_model, port=args.draft_port, tp=args.draft_tp, gpu_ids=args.draft_gpus, **common),
+        ServerSpec("target", args.target_model, port=args.target_port, tp=args.target_tp, gpu_ids=args.target_gpus, **common),
+    ]
+
+
+def _has_cuda() -> bool:
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="atts servers", description="Start or stop the draft and target SGLang servers.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    st = sub.add_parser("start", help="start both servers in the background and print their URLs")
+    st.add_argument("--config", help="a YAML config (its draft/target sections)")
+    st.add_argument("--draft-model")
+    st.add_argument("--target-model")
+    st.add_argument("--draft-gpus", help="CUDA_VISIBLE_DEVICES for the draft, e.g. 0")
+    st.add_argument("--target-gpus", help="CUDA_VISIBLE_DEVICES for the target, e.g. 1,2")
+    st.add_argument("--draft-tp", type=int, default=1)
+    st.add_argument("--target-tp", type=int, default=1)
+    st.add_argument("--mem-fraction-static", type=float, default=None)
+    st.add_argument("--draft-port", type=int, default=None)
+    st.add_argument("--target-port", type=int, default=None)
+    st.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
+    st.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    st.add_argument("--timeout", type=float, default=600.0)
+    sp = sub.add_parser("stop", help="stop the servers recorded in the log directory")
+    for p in (st, sp):
+        p.add_argument("--log-dir", default="results/logs")
+    args = ap.parse_args(argv)
+    log_dir = Path(args.log_dir)
+
+    if args.cmd == "stop":
+        stopped = 0
+        for pid_file in sorted(log_dir.glob("*.pid")):
+            try:
+                pid = int(pid_file.read_text().strip())
+            except ValueError:
+                pid_file.unlink()
+                continue
+            stop_pid_tree(pid)
+            pid_file.unlink(missing_ok=True)
+            print(f"stopped {pid_file.stem} (pid {pid})", file=sys.stderr)
+            stopped += 1
+        if not stopped:
+            print(f"no servers recorded in {log_dir}", file=sys.stderr)
+        return 0
+
+    specs = _specs_from_args(args)
+    servers: list[RunningServer] = []
+    try:
+        for spec in specs:
+            servers.append(start_server(spec, log_dir))
+        write_records(servers, log_dir)
+        wait_ready(servers, args.timeout)
+    except (ServerError, KeyboardInterrupt) as e:
+        stop_servers(servers)
+        for s in servers:
+            (log_dir / f"{s.spec.role}.pid").unlink(missing_ok=True)
+        print(f"error: {e}" if isinstance(e, ServerError) else "interrupted", file=sys.stderr)
+        return 1
+    for s in servers:
+        print(s.url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,0 @@
-"""Import-only stub of `torchvision.transforms`: names resolve, calls fail (see torchvision/_stub.py)."""
-from torchvision._stub import module_getattr
-
-__getattr__ = module_getattr("torchvision.transforms")
