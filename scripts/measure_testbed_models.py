@@ -178,8 +178,8 @@ def main() -> int:
     ap.add_argument("--draft", default=str(ROOT / "models/chain-draft"))
     ap.add_argument("--target", default=str(ROOT / "models/chain-target"))
     a = ap.parse_args()
-    specs = [ServerSpec("draft", a.draft, context_length=4096, cpu_threads=1),
-             ServerSpec("target", a.target, context_length=4096, cpu_threads=1)]
+    specs = [ServerSpec("draft", a.draft, context_length=4096, max_total_tokens=65536, cpu_threads=1),
+             ServerSpec("target", a.target, context_length=4096, max_total_tokens=65536, cpu_threads=1)]
     t0 = time.time()
     with tempfile.TemporaryDirectory() as logs, ServerGroup(specs, Path(logs)) as urls:
         res = asyncio.run(measure(urls, a))

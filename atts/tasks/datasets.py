@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atts.errors import DatasetError
-from atts.tasks import arith
+from atts.tasks import arith, reasoning
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Question:
     id: str
     problem: str
     answer: str
-    kind: str = "math"  # math | mc | arith
+    kind: str = "math"  # math | mc | arith | chain
     choices: tuple[str, ...] = ()
 
 
@@ -52,7 +52,9 @@ DATASETS: dict[str, DatasetSpec] = {
     "gsm8k": DatasetSpec("gsm8k", "math", "gsm8k_test.jsonl", ("openai/gsm8k", "main", "test"), "question", "answer"),
     "gpqa": DatasetSpec("gpqa", "mc", None, ("Idavidrein/gpqa", "gpqa_diamond", "train"), "Question", "Correct Answer"),
     "arith": DatasetSpec("arith", "arith", None, None),
+    "chain": DatasetSpec("chain", "chain", None, None),  # the testbed's reasoning-shaped task
 }
+SYNTHETIC = {"arith": arith, "chain": reasoning}  # generated: seeded, disjoint train/calibration/test
 
 # The research code's subsets (ATTS_NOTES.md): name -> (dataset, how)
 PRESETS: dict[str, tuple[str, str, int]] = {
@@ -141,15 +143,15 @@ def load_questions(name: str, *, split: str = "test", preset: str | None = None,
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     spec = DATASETS[name]
-    if spec.kind == "arith":
+    if spec.kind in SYNTHETIC:
         n = size or ARITH_DEFAULT_SIZE.get(split, 200)
         if limit:
             n = min(n, limit)
         try:
-            probs = arith.generate(split, n, seed=seed)
+            probs = SYNTHETIC[spec.kind].generate(split, n, seed=seed)
         except ValueError as e:
             raise DatasetError(str(e)) from None
-        return [Question(i, p.id, p.problem, p.answer, "arith") for i, p in enumerate(probs)]
+        return [Question(i, p.id, p.problem, p.answer, spec.kind) for i, p in enumerate(probs)]
 
     rows = None
     local = Path(data_dir) if data_dir else default_data_dir()

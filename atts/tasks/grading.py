@@ -73,13 +73,16 @@ def extract_answer(text: str | None, kind: str = "math") -> str | None:
     return None
 
 
+INTEGER_KINDS = ("arith", "chain")  # synthetic tasks with integer answers: exact compare
+
+
 def _verify_one(args: tuple[str | None, str, str]) -> bool:
     pred, gold, kind = args
     if pred is None or pred == "":
         return False
     if kind == "mc":
         return pred.strip().upper() == gold.strip().upper()
-    if kind == "arith":
+    if kind in INTEGER_KINDS:
         try:
             return int(pred.strip()) == int(gold.strip())
         except ValueError:
@@ -116,7 +119,7 @@ class Grader:
         if not items:
             return []
         # cheap kinds never need math-verify: grade them here
-        if all(k in ("mc",) or (k == "arith" and _is_int(p)) or p in (None, "") for p, _, k in items):
+        if all(k in ("mc",) or (k in INTEGER_KINDS and _is_int(p)) or p in (None, "") for p, _, k in items):
             return [_verify_one(x) for x in items]
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))

@@ -22,8 +22,8 @@ MC_TEMPLATE = (
     "steps with a blank line, and put the letter of your final choice within \\boxed{{}}.\n\n"
     "{problem}\n\n{choices}"
 )
-DEFAULT_TEMPLATES = {"math": MATH_TEMPLATE, "mc": MC_TEMPLATE, "arith": "{problem}"}
-DEFAULT_SYSTEM = {"math": "You are a math expert.", "mc": "You are a math expert.", "arith": None}
+DEFAULT_TEMPLATES = {"math": MATH_TEMPLATE, "mc": MC_TEMPLATE, "arith": "{problem}", "chain": "{problem}"}
+DEFAULT_SYSTEM = {"math": "You are a math expert.", "mc": "You are a math expert.", "arith": None, "chain": None}
 
 
 def user_text(q: Question, template: str | None = None) -> str:

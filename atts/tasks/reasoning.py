@@ -108,13 +108,15 @@ START = [
     "At the beginning the value is {v}.",
     "So the value begins at {v}.",
 ]
-STEP = [  # "round r of n" in every one: the stopping rule is read off the last paragraph
-    "Round {r} of {n}: {v} is {cond}, so I {act}. {eq}.",
-    "In round {r} of {n}, {v} is {cond}, which means I {act}: {eq}.",
-    "Now round {r} of {n}. Since {v} is {cond}, I {act}, so {eq}.",
-    "Round {r} of {n}. The value {v} is {cond}; I {act} and get {eq}.",
-    "For round {r} of {n}: {v} is {cond}. So {eq}.",
-    "Next, round {r} of {n}: {v} is {cond}, and I {act}. That gives {eq}.",
+STEP = [  # "(k left)" counts down in every one: the last round says "0 left", so when to
+    # stop is read off the last paragraph (a 2-layer draft did not learn to compare
+    # "round r of n" in the same budget: it ran past the last round)
+    "Round {r} ({left} left): {v} is {cond}, so I {act}. {eq}.",
+    "In round {r} ({left} left), {v} is {cond}, which means I {act}: {eq}.",
+    "Now round {r}, {left} left after it. Since {v} is {cond}, I {act}, so {eq}.",
+    "Round {r} ({left} left). The value {v} is {cond}; I {act} and get {eq}.",
+    "For round {r} ({left} left): {v} is {cond}. So {eq}.",
+    "Next, round {r} with {left} left: {v} is {cond}, and I {act}. That gives {eq}.",
 ]
 REFLECT = {
     "up": ["Okay, so the value went up.", "That makes it bigger.", "Good, that increases it."],
@@ -224,7 +226,8 @@ def equation(rule: Rule, v: int, result: int) -> str:
 
 def _step(rng: random.Random, p: ChainProblem, r: int, v: int, result: int) -> str:
     cond, act, _ = p.rule.branch(v)
-    return rng.choice(STEP).format(r=r + 1, n=p.rounds, v=v, cond=cond, act=act, eq=equation(p.rule, v, result))
+    return rng.choice(STEP).format(r=r + 1, left=p.rounds - r - 1, v=v, cond=cond, act=act,
+                                   eq=equation(p.rule, v, result))
 
 
 def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False) -> Solution:

@@ -48,7 +48,7 @@ def test_calibration_file_is_per_turn_and_sequential(runs):
     n0 = len(cal.scores["turn:0"])
     assert n0 == 2 * N_CAL_QUESTIONS
     assert len(cal.scores) >= 3  # several turns calibrated
-    assert cal.meta["draft_model"].endswith("tiny-draft") and cal.meta["split"] == "calibration"
+    assert cal.meta["draft_model"].endswith("chain-draft") and cal.meta["split"] == "calibration"
 
 
 def test_atts_beats_draft_and_approaches_target(runs):
