@@ -48,6 +48,8 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real.close()
 
     def select(self, timeout=None):
+        if self._loop.failure is not None:
+            raise self._loop.failure
         ready = self._real.select(0)
         if ready or timeout == 0:
             return ready
@@ -63,9 +65,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def __init__(self):
         self._now = 0.0
+        self.failure: BaseException | None = None
         super().__init__(_VirtualSelector(self))
         self._selector._loop = self
         self._clock_resolution = 1e-9
+
+    def call_exception_handler(self, context) -> None:
+        """An exception in a callback (a simulated server's) ends the run with it:
+        otherwise the server would stop silently and the run deadlock."""
+        exc = context.get("exception")
+        if isinstance(exc, Exception) and self.failure is None and "future" not in context:
+            self.failure = exc
+        super().call_exception_handler(context)
 
     def time(self) -> float:
         return self._now

@@ -224,18 +224,19 @@ class Server:
             req.state = "done"
         elif req.state == "running":
             req.aborted = True
-            self._cut()
+            if self._macro is not None:
+                self._cut()
         if req.future is not None and not req.future.done():
             req.future.cancel()
 
     # -- scheduling
     def _poke(self) -> None:
-        now = self.loop.time()
+        """A request arrived: start an iteration now if idle, else end the decode run in
+        progress at its next step boundary (the scheduler admits between steps)."""
         if self._handle is None:
             self._handle = self.loop.call_soon(self._iterate)
         elif self._macro is not None:
             self._cut()
-        del now
 
     def _steps_time(self, K: int, n: int, C: float) -> float:
         """Duration of K decode steps of n sequences whose contexts sum to C at the first."""
@@ -280,31 +281,36 @@ class Server:
         while self.waiting:
             req = self.waiting[0]
             m = self.cache.match(req.hs_prompt)
-            cached = min(m * 16, req.prompt_len - 1) if m else 0
-            new = req.prompt_len - cached
+            cached = min(m * BLOCK, req.prompt_len - 1) if m else 0
+            new = req.prompt_len - cached + req.generated  # a retracted request recomputes what it generated
             if batch and tokens + new > c.prefill_budget_tokens:
                 break
-            need = new + c.new_token_ratio * max(0, req.max_new - req.generated) + req.generated
+            hold = req.hs_prompt[m - 1] if m else None
+            self.cache.lock(hold, +1)  # its cached prefix must survive the eviction below
+            need = new + c.new_token_ratio * max(0, req.max_new - req.generated)
             avail = c.kv_capacity_tokens - self.used_tokens() - self._reserved()
             if avail < need:
                 avail += self.cache.evict(int(math.ceil(need - avail)))
             if avail < need and (batch or self.running):
+                self.cache.lock(hold, -1)
                 break  # wait for memory (a lone request is admitted anyway: SGLang would run it)
             self.waiting.pop(0)
             self.cache.touch(req.hs_prompt, m, now)
             req.cached = cached
             tokens += new
             batch.append(req)
-            # its prompt is cached (locked) after the prefill: count it now
+            # its prompt is cached (locked) once prefilled: counted from now
             self.cache.insert(req.hs_prompt, now)
             req._lock = req.hs_prompt[-1] if req.hs_prompt else None
             self.cache.lock(req._lock, +1)
+            self.cache.lock(hold, -1)
         return batch
 
     def _prefill(self, batch: list[Request]) -> None:
         now = self.loop.time()
-        new = sum(r.prompt_len - r.cached for r in batch)
-        pairs = sum((r.prompt_len - r.cached) * (r.cached + (r.prompt_len - r.cached) / 2) for r in batch)
+        new = sum(r.prompt_len - r.cached + r.generated for r in batch)
+        pairs = sum((r.prompt_len - r.cached + r.generated) * (r.cached + (r.prompt_len - r.cached + r.generated) / 2)
+                    for r in batch)
         dt = self.cost.prefill(new, pairs)
         self.prefill_iterations += 1
         self.prefill_tokens += new
@@ -357,8 +363,6 @@ class Server:
         while self._finish_heap and self._finish_heap[0][2].id not in self.running:
             heapq.heappop(self._finish_heap)
         K = max(1, self._finish_heap[0][0] - self.G)
-        if self.waiting or any(r.aborted for r in ()):
-            K = 1
         # memory for K more tokens per sequence (evicting cache), else retract the newest
         free = self.cost.kv_capacity_tokens - self.used_tokens()
         if free < n * K:
