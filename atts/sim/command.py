@@ -81,11 +81,20 @@ def make_setup(trace: Trace, *, draft_tokenizer: str | None = None, target_token
     turns = max_turns or int(ch.get("max_turns", max(15, max(s.turns for s in trace.samples))))
     chunking = Chunking(tuple(ch.get("stop") or ()), max_tokens, turns, int(ch.get("token_budget", 10**9)),
                         float(sm.get("top_p", 1.0)), int(sm.get("seed", 0)))
+    if trace.form != "atts-run":
+        # a research chunk the trace goes on after was cut at max_tokens of its writer: without
+        # that writer's tokenizer, its own count is max_tokens exactly, not a character estimate
+        for s in trace.samples:
+            for st in s.steps:
+                if st.kind == "generate" and st.finish == "length" and not counters[st.role].exact:
+                    prompters[st.role].register(st.text, max_tokens)
     tp = prompters["target"]
     tgt = [tp.count(st.text) for s in trace.samples for st in s.steps if st.kind == "generate" and st.role == "target"]
     synth = Synth(round(statistics.mean(tgt)) if tgt else max_tokens, target_only_factor, max_tokens)
     mode = ", ".join(f"{r}: {'exact (tokenizer, per paragraph)' if c.exact else f'{c.chars_per_token} chars/token'}"
                      for r, c in counters.items())
+    if trace.form != "atts-run" and not all(c.exact for c in counters.values()):
+        mode += f" (a research chunk cut at max_tokens counts {max_tokens} for its writer)"
     return Setup(trace, prompters, questions, trace.samples_per_question, chunking, synth, mode)
 
 

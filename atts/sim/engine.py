@@ -273,8 +273,8 @@ class SimEngine:
         if _SAMPLE.get() is None:
             _SAMPLE.set(key)
         text, ids, finish = self.replay.generation(key, turn, self.role, attempt)
-        if len(ids) > max_new_tokens:  # a shorter look-ahead than the recorded chunk
-            ids, finish = ids[:max_new_tokens], "length"
+        if len(ids) > max_new_tokens:  # estimated counts may overshoot the recorded chunk's cap
+            ids = ids[:max_new_tokens]
         stats = RequestStats("generate", self.role, asyncio.get_running_loop().time(), prompt_tokens=len(input_ids),
                              output_tokens=len(ids))
         await self._request("generate", key, input_ids, ids, max_new_tokens, stats)
