@@ -212,6 +212,8 @@ def simulate(traces: str | Path, hardware: str | Path, schedule: str, output: st
     setup = make_setup(trace, draft_tokenizer=draft_tokenizer, target_tokenizer=target_tokenizer,
                        chars_per_token=chars_per_token, target_only_factor=target_only_factor)
     nominal = replay_once(setup, hw, sched, 0.0, cal)
+    for p in setup.prompters.values():
+        p.counter.save()
     fig = figures(nominal, trace, sched, hw)
     cmp = compare_with_trace({**nominal, "latencies": fig["latencies"]}, trace)
     sens = {}

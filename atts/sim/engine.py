@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
+import json
 import math
+import os
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from atts.engines import Generation, RequestStats, Scoring
 from atts.prompts import messages, user_text
@@ -49,6 +53,29 @@ class TokenCounter:
 
             self.tok = AutoTokenizer.from_pretrained(tokenizer_dir)
         self._n: dict[str, int] = {}
+        self._cache_path: Path | None = None
+        self._loaded = 0
+        if tokenizer_dir:
+            self._cache_path = _cache_file(tokenizer_dir)
+            try:
+                self._n = json.loads(self._cache_path.read_text())
+                self._loaded = len(self._n)
+            except (OSError, ValueError):
+                self._n = {}
+
+    def save(self) -> None:
+        """Keep exact counts for the next replay of the same texts (a cache keyed by the
+        tokenizer file's content hash; no effect on results)."""
+        if self._cache_path is None or len(self._n) == self._loaded:
+            return
+        try:
+            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._cache_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._n))
+            tmp.replace(self._cache_path)
+            self._loaded = len(self._n)
+        except OSError:
+            pass
 
     @property
     def exact(self) -> bool:
@@ -69,6 +96,15 @@ class TokenCounter:
             text = self.tok.apply_chat_template(messages(q), add_generation_prompt=True, tokenize=False)
             return len(self.tok.encode(text, add_special_tokens=False))
         return sum(self.counts([user_text(q)])) + 16  # 16: chat-template tokens (system + roles), estimated
+
+
+def _cache_file(tokenizer_dir: str) -> Path:
+    """$ATTS_SIM_CACHE (default ~/.cache/atts-sim)/counts-<sha of tokenizer.json>.json"""
+    tj = Path(tokenizer_dir) / "tokenizer.json"
+    h = hashlib.sha256(tj.read_bytes()).hexdigest()[:16] if tj.is_file() else hashlib.sha256(
+        str(Path(tokenizer_dir).resolve()).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("ATTS_SIM_CACHE") or Path.home() / ".cache" / "atts-sim")
+    return root / f"counts-{h}.json"
 
 
 def paragraphs(text: str) -> list[str]:
@@ -95,7 +131,10 @@ class SimPrompter:
 
     @staticmethod
     def _fresh(seed: int, n: int) -> list[int]:
-        return [((seed + 0x9E3779B1 * (j + 1)) & _MASK) or 1 for j in range(n)]
+        """n ids from a seed: consecutive integers (only whole prefixes are compared, by
+        hash, so two texts share ids only if their pieces and order are equal)."""
+        base = 1 + (seed & 0x3FFFFFFF)
+        return list(range(base, base + n))
 
     def register(self, text: str, n: int) -> None:
         """A synthesized text of exactly ``n`` tokens."""
@@ -208,9 +247,14 @@ class Replay:
                     sig = _sig(self.prompters["target"].encode(st.text))
                     self._pending[key][sig].append(sc.ppl)
             return st.text, p.encode(st.text), st.finish
-        if role == "draft" or turn > self.last_turn[key]:
-            self.divergence["ended_beyond_trace"] += role == "draft"
-            self.divergence[f"{role}_unrecorded"] += role == "target"
+        if role == "draft":
+            # past the trace's end: a pipelined look-ahead that the policy will discard (a
+            # full chunk, as a real draft would write until cancelled), or, if a decision
+            # diverged and it is kept, the sample's end
+            self.divergence["draft_beyond_trace"] += 1
+            return self._synthetic(key, turn, role, attempt, self.synth.max_tokens, "eos")
+        if turn > self.last_turn[key]:
+            self.divergence["target_beyond_trace"] += 1
             return "", [], "eos"
         self.divergence["target_unrecorded"] += 1
         finish = "eos" if turn >= self.last_turn[key] else "length"

@@ -33,7 +33,8 @@ import numpy as np
 
 from atts.sim.hardware import Cost
 
-BLOCK = 16  # radix-cache granularity in tokens (SGLang's is 1; the error is < BLOCK tokens per request)
+EVICT_STEPS = 8  # decode steps of KV evicted for at once when memory is full (fewer events, same order)
+BLOCK = 32  # radix-cache granularity in tokens (SGLang's is 1; the error is < BLOCK tokens per request)
 _P = np.uint64(0x9E3779B97F4A7C15)
 _POW = np.ones(1, dtype=np.uint64)
 
@@ -363,10 +364,11 @@ class Server:
         while self._finish_heap and self._finish_heap[0][2].id not in self.running:
             heapq.heappop(self._finish_heap)
         K = max(1, self._finish_heap[0][0] - self.G)
-        # memory for K more tokens per sequence (evicting cache), else retract the newest
+        # memory for the next steps: evict cache only when a step would not fit (then for
+        # EVICT_STEPS steps at once), as SGLang does per step; else retract the newest
         free = self.cost.kv_capacity_tokens - self.used_tokens()
-        if free < n * K:
-            free += self.cache.evict(n * K - free)
+        if free < n:
+            free += self.cache.evict(n * EVICT_STEPS - free)
         if free < n:
             newest = max(self.running.values(), key=lambda r: r._g0)
             self._leave(newest)

@@ -60,10 +60,7 @@ class Sample:
 
     def __post_init__(self):
         self.question_id = self.question_id or f"q{self.question_index}"
-
-    @property
-    def key(self) -> str:
-        return f"q{self.question_index:05d}-r{self.repeat:03d}"
+        self.key = f"q{self.question_index:05d}-r{self.repeat:03d}"  # atts.store.sample_key
 
     @property
     def turns(self) -> int:
