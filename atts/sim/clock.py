@@ -98,14 +98,21 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
 
 def run(coro):
-    """``asyncio.run(coro)`` on a fresh `VirtualTimeLoop`; returns (result, virtual seconds)."""
+    """``asyncio.run(coro)`` on a fresh `VirtualTimeLoop`; returns (result, virtual seconds).
+    On any exit, tasks still pending are cancelled and the loop closed."""
     loop = VirtualTimeLoop()
     try:
         asyncio.set_event_loop(loop)
         result = loop.run_until_complete(coro)
         return result, loop.time()
     finally:
+        loop.failure = None
         try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             asyncio.set_event_loop(None)
