@@ -108,9 +108,11 @@ def roofline_cost(d: dict, where: str, shift: float = 0.0) -> Cost:
 
 def linear_cost(d: dict, where: str, shift: float = 0.0) -> Cost:
     """Cost of a ``kind: linear`` role (milliseconds in the file); ``shift`` scales every
-    time coefficient by (1 - shift * uncertainty): +1 fast, -1 slow."""
+    iteration coefficient by (1 - shift * uncertainty): +1 fast, -1 slow."""
     s = 1 - shift * _num(d, "uncertainty", where, 0.0)
-    ms = lambda k: _num(d, k, where, 0) / 1e3 / s  # noqa: E731
+    if s <= 0:
+        raise HardwareError(f"{where}.uncertainty: must be < 1")
+    ms = lambda k: _num(d, k, where, 0) / 1e3 * s  # noqa: E731
     return Cost(step=ms("step_ms"), seq=ms("seq_ms"), ctx=ms("ctx_ms"), tok=ms("prefill_token_ms"),
                 attn=ms("attn_ms"), request_overhead=_num(d, "request_overhead_ms", where, 0) / 1e3,
                 kv_capacity_tokens=int(_num(d, "kv_capacity_tokens", where)),
