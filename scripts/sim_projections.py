@@ -24,6 +24,7 @@ from atts.sim.traces import load_trace
 ROWS = {
     "research": ("research", None, None, 1.0),
     "atts@16": ("concurrent", 16, "shared", 1.0),
+    "atts@64": ("concurrent", 64, "shared", 1.0),
     "atts@256": ("concurrent", 256, "shared", 1.0),
     "atts@1600": ("concurrent", None, "shared", 1.0),
     "atts_research_prompts@16": ("concurrent", 16, "research", 1.0),
@@ -32,6 +33,7 @@ ROWS = {
     "sync_ranked@256": ("sync_ranked", 256, "shared", 1.0),
     "sync_ranked@1600": ("sync_ranked", None, "shared", 1.0),
     "target_only@16": ("target_only", 16, None, 1.0),
+    "target_only@64": ("target_only", 64, None, 1.0),
     "target_only@256": ("target_only", 256, None, 1.0),
     "target_only@1600": ("target_only", None, None, 1.0),
     "target_only_x1.24@16": ("target_only", 16, None, 1.24),
@@ -49,7 +51,11 @@ def main() -> int:
     ap.add_argument("--hardware", default="configs/hardware/h100_r1llama8b_qwq32b.yaml")
     ap.add_argument("--out", required=True)
     ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--markdown", action="store_true", help="print OUT's rows as the tables of docs/simulation.md")
     a = ap.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(Path(a.out).read_text())))
+        return 0
     shared = Path(a.shared)
     out = Path(a.out)
     done = json.loads(out.read_text()) if out.exists() else {}
@@ -82,6 +88,37 @@ def main() -> int:
         for p in setups[factor].prompters.values():
             p.counter.save()
     return 0
+
+
+def _r(a, b):
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def markdown(d: dict) -> str:
+    L = ["| row | in flight | wall s | samples/s | output tok/s | latency median / p90 s | GPUs | samples/s/GPU "
+         "| decode batch draft / target | target radix hit | target prefill Mtok |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in d.items():
+        sv = r["servers"]
+        db = sv.get("draft0", {}).get("mean_decode_batch")
+        tb = sv.get("target0", {}).get("mean_decode_batch")
+        mif = r["schedule"]["max_in_flight"] or (1600 if r["schedule"]["name"] != "research" else "16 (groups)")
+        L.append(f"| {name} | {mif} | {r['wall_seconds']:,.0f} | {r['samples_per_second']:.3f} | "
+                 f"{r['output_tokens_per_second']:,.0f} | {r['latency_median']:.1f} / {r['latency_p90']:.1f} | {r['gpus']} | "
+                 f"{r['samples_per_second_per_gpu']:.4f} | {'-' if db is None else f'{db:.1f}'} / {tb:.1f} | "
+                 f"{sv['target0']['cache_hit_rate']:.2f} | {sv['target0']['prefill_tokens'] / 1e6:.1f} |")
+    L += ["", "| in flight | ATTS vs target_only: throughput (x1.0 / x1.24 length) | latency median | latency p90 "
+          "| per GPU (3 vs 2 GPUs; x1.0 / x1.24) |", "|---|---|---|---|---|"]
+    for n in (16, 64, 256, 1600):
+        a, t, t2 = d.get(f"atts@{n}"), d.get(f"target_only@{n}"), d.get(f"target_only_x1.24@{n}")
+        if not (a and t):
+            continue
+        g = lambda x: x["samples_per_second_per_gpu"] if x else None  # noqa: E731
+        L.append(f"| {n} | {_r(a['samples_per_second'], t['samples_per_second'])} / "
+                 f"{_r(a['samples_per_second'], t2['samples_per_second'] if t2 else None)} | "
+                 f"{_r(t['latency_median'], a['latency_median'])} | {_r(t['latency_p90'], a['latency_p90'])} | "
+                 f"{_r(g(a), g(t))} / {_r(g(a), g(t2))} |")
+    return "\n".join(L)
 
 
 if __name__ == "__main__":
