@@ -185,11 +185,12 @@ def _run_steps(rec: dict) -> list[Step]:
         turn, attempt = int(s.get("turn", 0)), int(s.get("attempt", 0))
         if s.get("recap"):  # an injected text (spec_thinking): no request
             continue
-        steps.append(Step(turn, role, "generate", attempt, str(s.get("text") or ""), finish=str(s.get("finish") or "length"),
-                          decision=s.get("decision"), p_value=s.get("p_value")))
-        if s.get("ppl") is not None:
-            steps.append(Step(turn, "target" if not str(rec.get("policy", "")).startswith("atts_self") else role,
-                              "score", attempt, ppl=float(s["ppl"]), decision=s.get("decision"), p_value=s.get("p_value")))
+        d, pv = s.get("decision"), s.get("p_value")
+        steps.append(Step(turn, role, "generate", attempt, str(s.get("text") or ""),
+                          finish=str(s.get("finish") or "length"), decision=d, p_value=pv))
+        if s.get("ppl") is not None:  # the target scored it (atts_self: the writer itself)
+            scorer = role if str(rec.get("policy", "")).startswith("atts_self") else "target"
+            steps.append(Step(turn, scorer, "score", attempt, ppl=float(s["ppl"]), decision=d, p_value=pv))
     return steps
 
 
@@ -228,7 +229,8 @@ def load_atts_run(d: Path) -> Trace:
     except (OSError, json.JSONDecodeError, TypeError, ValueError):
         pass
     return Trace("atts-run", str(d), samples, calibration_file=cal_file, policy=dict(cfg.get("policy") or {}),
-                 chunking=dict(cfg.get("chunking") or {}), sampling=dict(cfg.get("sampling") or {}), config=cfg, real_wall_seconds=wall, schedule="concurrent", notes=notes)
+                 chunking=dict(cfg.get("chunking") or {}), sampling=dict(cfg.get("sampling") or {}), config=cfg,
+                 real_wall_seconds=wall, schedule="concurrent", notes=notes)
 
 
 def load_trace(path: str | Path, samples_per_question: int = 16) -> Trace:

@@ -65,3 +65,16 @@ def test_unknown_input_is_a_user_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(TraceError, match="neither an atts run"):
         load_trace(tmp_path / "empty")
+
+
+def test_cli_user_errors_exit_2(tmp_path, capsys):
+    from atts.sim.__main__ import main
+
+    hw = "configs/hardware/cpu_testbed.yaml"
+    assert main(["--traces", str(tmp_path / "nope"), "--hardware", hw, "--schedule", "research",
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    run = make_atts_run(tmp_path / "run", n_questions=1, k=2)
+    assert main(["--traces", str(run), "--hardware", str(tmp_path / "none.yaml"), "--schedule", "concurrent",
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "hardware profile" in capsys.readouterr().err
