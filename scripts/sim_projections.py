@@ -20,7 +20,7 @@ from atts.sim.hardware import load_hardware
 from atts.sim.schedules import build_schedule
 from atts.sim.traces import load_trace
 
-# name -> (schedule, max_in_flight, prompts, target_only_factor)
+# name -> (schedule, max_in_flight, prompts, target_only_factor[, pipeline])
 ROWS = {
     "research": ("research", None, None, 1.0),
     "atts@16": ("concurrent", 16, "shared", 1.0),
@@ -30,6 +30,9 @@ ROWS = {
     "atts_research_prompts@16": ("concurrent", 16, "research", 1.0),
     "atts_research_prompts@256": ("concurrent", 256, "research", 1.0),
     "atts_research_prompts@1600": ("concurrent", None, "research", 1.0),
+    "atts_unpipelined@16": ("concurrent", 16, "shared", 1.0, False),
+    "atts_unpipelined@256": ("concurrent", 256, "shared", 1.0, False),
+    "atts_unpipelined@1600": ("concurrent", None, "shared", 1.0, False),
     "sync_ranked@256": ("sync_ranked", 256, "shared", 1.0),
     "sync_ranked@1600": ("sync_ranked", None, "shared", 1.0),
     "target_only@16": ("target_only", 16, None, 1.0),
@@ -65,12 +68,12 @@ def main() -> int:
     for name in a.rows.split(","):
         if name in done:
             continue
-        sched_name, mif, prompts, factor = ROWS[name]
+        sched_name, mif, prompts, factor, *pipe = ROWS[name]
         if factor not in setups:
             setups[factor] = make_setup(trace, draft_tokenizer=str(shared / "reference/tokenizers/llama3_1"),
                                         target_tokenizer=str(shared / "reference/tokenizers/qwen3"),
                                         target_only_factor=factor)
-        sched = build_schedule(sched_name, trace, mif, prompts)
+        sched = build_schedule(sched_name, trace, mif, prompts, pipe[0] if pipe else None)
         t0 = time.process_time()
         run = replay_once(setups[factor], hw, sched, timeline=False)
         f = figures(run, trace, sched, hw)
