@@ -25,6 +25,7 @@ ROWS = {
     "research": ("research", None, None, 1.0),
     "atts@16": ("concurrent", 16, "shared", 1.0),
     "atts@64": ("concurrent", 64, "shared", 1.0),
+    "atts@128": ("concurrent", 128, "shared", 1.0),
     "atts@256": ("concurrent", 256, "shared", 1.0),
     "atts@1600": ("concurrent", None, "shared", 1.0),
     "atts_research_prompts@16": ("concurrent", 16, "research", 1.0),
@@ -37,9 +38,11 @@ ROWS = {
     "sync_ranked@1600": ("sync_ranked", None, "shared", 1.0),
     "target_only@16": ("target_only", 16, None, 1.0),
     "target_only@64": ("target_only", 64, None, 1.0),
+    "target_only@128": ("target_only", 128, None, 1.0),
     "target_only@256": ("target_only", 256, None, 1.0),
     "target_only@1600": ("target_only", None, None, 1.0),
     "target_only_x1.24@16": ("target_only", 16, None, 1.24),
+    "target_only_x1.24@64": ("target_only", 64, None, 1.24),
     "target_only_x1.24@256": ("target_only", 256, None, 1.24),
     "target_only_x1.24@1600": ("target_only", None, None, 1.24),
 }
@@ -112,7 +115,7 @@ def markdown(d: dict) -> str:
                  f"{sv['target0']['cache_hit_rate']:.2f} | {sv['target0']['prefill_tokens'] / 1e6:.1f} |")
     L += ["", "| in flight | ATTS vs target_only: throughput (x1.0 / x1.24 length) | latency median | latency p90 "
           "| per GPU (3 vs 2 GPUs; x1.0 / x1.24) |", "|---|---|---|---|---|"]
-    for n in (16, 64, 256, 1600):
+    for n in (16, 64, 128, 256, 1600):
         a, t, t2 = d.get(f"atts@{n}"), d.get(f"target_only@{n}"), d.get(f"target_only_x1.24@{n}")
         if not (a and t):
             continue
