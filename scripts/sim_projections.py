@@ -104,7 +104,8 @@ def markdown(d: dict) -> str:
     L = ["| row | in flight | wall s | samples/s | output tok/s | latency median / p90 s | GPUs | samples/s/GPU "
          "| decode batch draft / target | target radix hit | target prefill Mtok |",
          "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in d.items():
+    for name in [n for n in ROWS if n in d] + [n for n in d if n not in ROWS]:
+        r = d[name]
         sv = r["servers"]
         db = sv.get("draft0", {}).get("mean_decode_batch")
         tb = sv.get("target0", {}).get("mean_decode_batch")

@@ -99,7 +99,7 @@ def write_plot(path: Path, run: dict) -> bool:
         axes[2].plot(b["t"], [x / s.cost.kv_capacity_tokens for x in b["kv"]], label=s.name)
     axes[0].set_ylabel("utilisation")
     axes[1].set_ylabel("mean decode batch")
-    axes[2].set_ylabel("KV occupancy")
+    axes[2].set_ylabel("KV used (radix cache incl.)")
     axes[2].set_xlabel("virtual time (s)")
     axes[0].legend(loc="upper right")
     fig.tight_layout()
