@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from atts.conformal import CalibrationError
+from atts.method.conformal import CalibrationError
 from atts.sim.clock import VirtualDeadlock
 from atts.sim.command import DEFAULT_CHARS_PER_TOKEN, simulate
 from atts.sim.fit import fit_linear_profile

@@ -2,7 +2,7 @@
 
 One replay (`replay_once`) builds, on a fresh virtual-time loop: one `Server` per replica
 of each role (costs from the hardware profile), one `SimEngine` per role, the project's
-policy for the schedule (wrapped by `TimedPolicy`), and runs `atts.runner.run_all` over
+policy for the schedule (wrapped by `TimedPolicy`), and runs `atts.runtime.runner.run_all` over
 the trace's questions. `simulate` runs it at the nominal efficiencies and, for the
 sensitivity band, at each efficiency minus and plus its uncertainty, then writes
 ``simulate.json``, ``simulate.md`` and ``simulate.png`` (`atts.sim.report`).
@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from atts.data import Question
-from atts.runner import Chunking, Role, run_all
+from atts.tasks.datasets import Question
+from atts.runtime.runner import Chunking, Role, run_all
 from atts.sim import clock
 from atts.sim.engine import Replay, SimEngine, SimPrompter, Synth, TimedPolicy, TokenCounter
 from atts.sim.hardware import Hardware, load_hardware
@@ -26,7 +26,7 @@ from atts.sim.report import write_outputs
 from atts.sim.schedules import Schedule, build_policy, build_schedule
 from atts.sim.server import Server
 from atts.sim.traces import Trace, load_trace
-from atts.summary import quantile
+from atts.runtime.summary import quantile
 
 DEFAULT_CHARS_PER_TOKEN = 2.8  # R1 text per Llama-3 token (../shared/reference/REAL_WORKLOAD.md)
 
@@ -241,7 +241,7 @@ def simulate(traces: str | Path, hardware: str | Path, schedule: str, output: st
 
 def assumptions(setup: Setup, sched: Schedule, run: dict) -> list[str]:
     a = [f"token counts: {setup.token_counts}",
-         f"runner: atts.runner.run_all(schedule={sched.runner_schedule!r}), policy {sched.policy!r}, "
+         f"runner: atts.runtime.runner.run_all(schedule={sched.runner_schedule!r}), policy {sched.policy!r}, "
          f"scoring prompt {sched.scoring_prompt!r}, pipeline {sched.pipeline}",
          f"client caps on requests in flight: {sched.caps}; samples in flight: {sched.max_in_flight or 'all'}",
          f"max turns {run['max_turns']}, chunk {setup.chunking.max_tokens} tokens",
@@ -262,6 +262,6 @@ def load_calibration(path: str | Path):
         import numpy as np
 
         return np.load(p).astype(float).ravel().tolist()
-    from atts.conformal import CalibrationFile
+    from atts.method.conformal import CalibrationFile
 
     return CalibrationFile.load(p)

@@ -1,12 +1,12 @@
 """A simulated engine with the real engines' interface, replaying a trace.
 
-`SimEngine.generate` / `SimEngine.score` take what `atts.runner` sends a real engine
+`SimEngine.generate` / `SimEngine.score` take what `atts.runtime.runner` sends a real engine
 (prompt ids, max_new_tokens, seed; prefix and chunk ids) and return `Generation` /
 `Scoring` objects. What they contain comes from the trace (`Replay`): the chunk text and
 its tokens, the PPL (as logprobs whose mean gives exactly that PPL). How long they take
 comes from the simulated servers (`atts.sim.server`) on the virtual clock. A request's
 identity (sample, turn, role, attempt) is read from its seed, which the runner derives
-from exactly those (`atts.runner.request_seed`); a score request belongs to the sample
+from exactly those (`atts.runtime.runner.request_seed`); a score request belongs to the sample
 whose task sends it (a context variable set by that sample's first generation).
 
 Token ids are synthetic but consistent (`SimPrompter`): a text is cut into paragraphs
@@ -31,9 +31,9 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atts.engines import Generation, RequestStats, Scoring
-from atts.prompts import messages, user_text
-from atts.runner import request_seed
+from atts.engines.sglang import Generation, RequestStats, Scoring
+from atts.tasks.prompts import messages, user_text
+from atts.runtime.runner import request_seed
 from atts.sim.server import Request, Server, block_hashes
 from atts.sim.traces import Sample, Trace
 

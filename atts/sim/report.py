@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from atts.store import atomic_write_json, atomic_write_text
+from atts.runtime.store import atomic_write_json, atomic_write_text
 
 
 def write_outputs(out: Path, doc: dict, run: dict, plot: bool = True) -> None:

@@ -2,7 +2,7 @@
 runner schedules it, and what caps the client applies.
 
 - ``research``: the research code's schedule: question groups one after another
-  (`atts.runner.run_all(schedule="question_groups")`), each group's samples concurrent,
+  (`atts.runtime.runner.run_all(schedule="question_groups")`), each group's samples concurrent,
   client caps of 16 draft / 4 target requests, no pipelining, research-style prompts
   (the target's scoring prompt is the question and history as plain text, sharing no
   prefix with generation prompts: ``Chunking.scoring_prompt = "text"``);
@@ -21,8 +21,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from atts.conformal import ConformalCalibration, ConformalGate
-from atts.policies import ATTSParams, SyncRankedParams, make_policy
+from atts.method.conformal import ConformalCalibration, ConformalGate
+from atts.method.policies import ATTSParams, SyncRankedParams, make_policy
 from atts.sim.traces import Trace
 
 SCHEDULES = ("research", "concurrent", "sync_ranked", "target_only")
@@ -37,8 +37,8 @@ class ScheduleError(ValueError):
 class Schedule:
     name: str
     policy: str
-    runner_schedule: str  # concurrent | question_groups (atts.runner.run_all)
-    scoring_prompt: str  # shared | text (atts.runner.Chunking)
+    runner_schedule: str  # concurrent | question_groups (atts.runtime.runner.run_all)
+    scoring_prompt: str  # shared | text (atts.runtime.runner.Chunking)
     caps: dict  # role -> client cap on requests in flight (None: unlimited)
     max_in_flight: int | None  # samples in flight (None: all)
     pipeline: bool

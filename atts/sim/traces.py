@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atts.conformal import CalibrationError, CalibrationFile
+from atts.method.conformal import CalibrationError, CalibrationFile
 
 
 class TraceError(ValueError):

@@ -12,12 +12,12 @@ import math
 import shutil
 from pathlib import Path
 
-from atts.conformal import CalibrationFile
-from atts.data import Question
-from atts.engines import Generation, RequestStats, Scoring
-from atts.policies import ATTSParams, make_policy
-from atts.runner import Chunking, Role, run_all
-from atts.store import RunStore
+from atts.method.conformal import CalibrationFile
+from atts.tasks.datasets import Question
+from atts.engines.sglang import Generation, RequestStats, Scoring
+from atts.method.policies import ATTSParams, make_policy
+from atts.runtime.runner import Chunking, Role, run_all
+from atts.runtime.store import RunStore
 
 TRACES = "math500_r1llama8b_qwq32b.jsonl.gz"
 CAL = "calibration_ppls_math500_r1llama8b_qwq32b.npy"
@@ -78,7 +78,7 @@ class _NoGrader:
 
 def make_atts_run(out: Path, mode: str = "append", max_resample: int = 0, pipeline: bool = True,
                   n_questions: int = 6, k: int = 4, seed: int = 0) -> Path:
-    """A real ATTS run (atts.runner.run_all + atts.policies.ATTS) on fake engines, written
+    """A real ATTS run (atts.runtime.runner.run_all + atts.method.policies.ATTS) on fake engines, written
     like `atts.evaluate` writes it: manifest (config + calibration path), sample records,
     summary; calibration file beside it."""
     out.mkdir(parents=True, exist_ok=True)
