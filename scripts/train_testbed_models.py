@@ -191,8 +191,13 @@ def write_checkpoint(model, tok, out: Path, card: dict) -> None:
     (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
+def _previous(init: str | None) -> dict | None:
+    p = Path(init) / "training.json" if init else None
+    return json.loads(p.read_text()) if p and p.exists() else None
+
+
 def train_role(role: str, args, eval_problems) -> dict:
-    from transformers import LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     arch = dict(ROLES[role])
     if getattr(args, f"{role}_arch"):
@@ -203,11 +208,13 @@ def train_role(role: str, args, eval_problems) -> dict:
     rng = random.Random(f"{args.seed}/{role}")
     problems = reasoning.generate("train", args.train_problems, seed=args.seed)
     corpus = [p.problem + "\n" + reasoning.solve(p, rng).text for p in problems[:4000]]
-    tok = build_tokenizer(arch["vocab"], corpus)
+    init = getattr(args, f"{role}_init_from")
+    tok = AutoTokenizer.from_pretrained(init) if init else build_tokenizer(arch["vocab"], corpus)
     examples = [encode_example(tok, p.problem, reasoning.solve(p, rng, with_error=rng.random() < error_share))
                 for p in problems]
     torch.manual_seed(args.seed)
-    model = LlamaForCausalLM(llama_config(tok, arch))
+    # continue a saved checkpoint (its tokenizer and architecture win), or start fresh
+    model = LlamaForCausalLM.from_pretrained(init, dtype=torch.float32) if init else LlamaForCausalLM(llama_config(tok, arch))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[{role}] {arch} vocab={len(tok)} params={n_params / 1e6:.2f}M steps={steps} lr={lr} "
           f"examples={len(examples)} mean_len={sum(len(e[0]) for e in examples) / len(examples):.0f}", flush=True)
@@ -247,6 +254,7 @@ def train_role(role: str, args, eval_problems) -> dict:
             "target_error_share": error_share, "seed": args.seed, "train_wall_seconds": round(wall, 1),
             "train_tokens": seen, "torch_threads": torch.get_num_threads(), "eval_history": history,
             "transformers_greedy_accuracy_test": acc, "eval_problems": len(eval_problems),
+            "init_from": init, "previous_training": _previous(init),
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
     write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card)
     print(f"[{role}] done in {wall:.0f}s, greedy test accuracy {acc:.3f}", flush=True)
@@ -276,6 +284,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     for role in ROLES:
         ap.add_argument(f"--{role}-arch", default=None, help="layers,hidden,heads,ffn (head_dim 64)")
+        ap.add_argument(f"--{role}-init-from", default=None, help="continue training this checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     eval_problems = reasoning.generate("test", args.eval_problems, seed=0)

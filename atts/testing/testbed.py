@@ -1,6 +1,6 @@
-"""The real-server testbed: the committed chain draft and target checkpoints served by
+"""The real-server testbed: the committed tiny draft and target checkpoints served by
 SGLang on CPU on free 127.0.0.1 ports (``launch_testbed``), and a ``Testbed`` handle that
-points configs/testbed.yaml at them. Used by tests/conftest.py (the ``testbed`` fixture),
+points configs/testbed_arith.yaml at them. Used by tests/conftest.py (the ``testbed`` fixture),
 and available to scripts. Also the fake secrets a run must never write."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from atts.serving.sglang import ServerGroup, ServerSpec, _pid_alive
 ROOT = REPO_ROOT
 MODELS = ROOT / "models"
 SHARED = Path(os.environ.get("ATTS_SHARED_DIR") or ROOT.parent / "shared")  # a worktree elsewhere can point at it
-ROLE_MODELS = {"draft": "chain-draft", "target": "chain-target"}
+ROLE_MODELS = {"draft": "tiny-draft", "target": "tiny-target"}
 
 FAKE_SECRETS = {"OPENAI_API_KEY": "sk-atts-FAKE-0d5e7c1b9a4f4e2b8c6d", "HF_TOKEN": "hf_" + "attsFAKEtoken9Q2w7E4r",  # split: no key-like literal in the tree
                 "ATTS_API_KEY": "atts-FAKE-key-3b8e1f"}
@@ -29,12 +29,12 @@ class Testbed:
     log_dir: Path
 
     def config(self, tmp_path: Path, sets: list[str] | None = None, **overrides):
-        """configs/testbed.yaml pointed at the running servers, writing under tmp_path."""
+        """configs/testbed_arith.yaml pointed at the running servers, writing under tmp_path."""
         base = ["draft.launch=false", "target.launch=false",
                 f"draft.urls=[{self.urls['draft']}]", f"target.urls=[{self.urls['target']}]",
                 f"calibration.path={tmp_path / 'calibration.json'}"]
         overrides.setdefault("output_dir", str(tmp_path / "run"))
-        return with_overrides(load_config(ROOT / "configs" / "testbed.yaml"), sets=base + list(sets or []),
+        return with_overrides(load_config(ROOT / "configs" / "testbed_arith.yaml"), sets=base + list(sets or []),
                               **overrides)
 
 
@@ -44,10 +44,9 @@ def missing_checkpoints() -> list[Path]:
 
 @contextlib.contextmanager
 def launch_testbed(log_dir: Path, timeout: float = 300):
-    """Starts both testbed servers (1 CPU thread each, context 4096) for the block; on exit
+    """Starts both tiny servers (1 CPU thread each, context 512) for the block; on exit
     stops their process trees and raises if any process is left."""
-    specs = [ServerSpec(role, str(MODELS / m), context_length=4096, max_total_tokens=65536, cpu_threads=1)
-             for role, m in ROLE_MODELS.items()]
+    specs = [ServerSpec(role, str(MODELS / m), context_length=512, cpu_threads=1) for role, m in ROLE_MODELS.items()]
     group = ServerGroup(specs, log_dir, timeout=timeout)
     urls = group.__enter__()
     try:

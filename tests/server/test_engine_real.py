@@ -6,7 +6,7 @@ import httpx
 import pytest
 import torch
 
-from atts.tasks import reasoning
+from atts.tasks import arith
 from atts.tasks.datasets import Question
 from atts.engines.sglang import EngineSettings, SGLangEngine
 from atts.tasks.prompts import Prompter
@@ -20,12 +20,12 @@ def engine(url, role="draft"):
 
 
 def prompt(p: Prompter, text: str) -> list[int]:
-    return p.prompt_ids(Question(0, "x", text, "0", "chain"))
+    return p.prompt_ids(Question(0, "x", text, "0", "arith"))
 
 
 def test_generation_max_tokens_stop_and_temperature(testbed):
-    pr = Prompter(str(MODELS / "chain-target"))
-    ids = prompt(pr, reasoning.generate("test", 1)[0].problem)
+    pr = Prompter(str(MODELS / "tiny-target"))
+    ids = prompt(pr, arith.generate("test", 1)[0].problem)
 
     async def go():
         async with engine(testbed.urls["target"], "target") as e:
@@ -46,16 +46,16 @@ def test_generation_max_tokens_stop_and_temperature(testbed):
 def test_score_matches_transformers_first_token_included(testbed):
     from transformers import AutoModelForCausalLM
 
-    path = str(MODELS / "chain-target")
+    path = str(MODELS / "tiny-target")
     pr = Prompter(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     cases = []
-    for p in reasoning.generate("test", 4):
+    for p in arith.generate("test", 4):
         prefix = prompt(pr, p.problem)
-        steps = reasoning.reference_solution(p).split("\n\n")
+        steps = p.solution.split("\n\n")
         prefix += pr.encode(steps[0] + "\n\n")  # score the second step after the first
         cases.append((prefix, pr.encode(steps[1] + "\n\n")))
-    cases.append((prompt(pr, "The counter shows 4. Each round: if the value is even, halve it; if it is odd, add 3. Apply 2 rounds. What is the value at the end?"), pr.encode("Round 1 of 2: 4 is odd, so I add 3. 4 + 3 = 9.\n\n")))  # an unlikely chunk
+    cases.append((prompt(pr, "Compute 1 + 1."), pr.encode("9 * 9 = 7\n\n")))  # an unlikely chunk
 
     async def go():
         async with engine(testbed.urls["target"], "target") as e:

