@@ -156,6 +156,18 @@ def check_targets(rows: dict, orch: dict) -> list[dict]:
     if a and u:
         x = u["latency_median"] / a["latency_median"]
         add("unpipelined / pipelined median latency", round(x, 3), ">= 1.3", x >= 1.3)
+    for key, row in rows.items():  # issue 12's goals, per in-flight level
+        lvl_ = row.get("max_in_flight")
+        t_ = rows.get(row_key("target_only", lvl_))
+        if row["name"] != "atts" or lvl_ is None or not t_:
+            continue
+        w = row["wall_seconds"] / t_["wall_seconds"]
+        goal = 0.6 if lvl_ < 64 else 0.4
+        add(f"atts wall / target_only wall at {lvl_} in flight", round(w, 3), f"<= {goal}", w <= goal)
+        add(f"same, per core ({row['cores']} vs {t_['cores']})", round(w * row["cores"] / t_["cores"], 3),
+            "(reported)", None)
+        d = row["pass@1"] - t_["pass@1"]
+        add(f"atts pass@1 - target_only pass@1 at {lvl_} in flight", round(d, 4), ">= -0.02", d >= -0.02)
     lvl = orch.get("512")
     if lvl:
         add("orchestrator CPU / wall at 512 samples", round(lvl["cpu_fraction_of_wall"], 4), "<= 0.02",
@@ -271,8 +283,12 @@ def variant_config(cfg: RunConfig, v: Variant, out: Path, rows: dict) -> RunConf
     return c
 
 
-async def run_row(cfg: RunConfig, v: Variant, roles, urls, out: Path, cal: Path, rows: dict, progress: bool) -> dict:
-    rcfg = variant_config(cfg, v, out, rows)
+async def run_row(cfg: RunConfig, v: Variant, roles, urls, out: Path, cal: Path, rows: dict, progress: bool,
+                  in_flight: int | None = None) -> dict:
+    at_level = {n: rows[row_key(n, in_flight)] for n in ROW_ORDER if row_key(n, in_flight) in rows}
+    rcfg = variant_config(cfg, v, out, at_level)
+    if in_flight is not None:
+        rcfg = with_overrides(rcfg, sets=[f"max_in_flight={in_flight}"])
     shutil.rmtree(out, ignore_errors=True)  # a row is timed whole, never resumed half-way
     await flush_caches(urls)
     s = await evaluate_async(rcfg, roles, calibration=cal, force=True, progress=progress,
@@ -282,19 +298,43 @@ async def run_row(cfg: RunConfig, v: Variant, roles, urls, out: Path, cal: Path,
     row = row_figures(v.name, s, recs)
     row["policy_params"] = rcfg.to_dict()["policy"]
     row["schedule"], row["scoring_prompt"] = v.schedule, v.scoring_prompt
+    row["max_in_flight"] = in_flight
+    row["in_flight"] = min(in_flight, row["n_samples"]) if in_flight else row["n_samples"]
+    row["cores"] = cores_used(rcfg, v.policy)
     return row
 
 
+def row_key(name: str, in_flight: int | None) -> str:
+    """A row's key in bench.json: the variant, and the in-flight cap when one is set."""
+    return name if in_flight is None else f"{name}@{in_flight}"
+
+
+def cores_used(cfg: RunConfig, policy: str) -> int:
+    """CPU threads of the servers a row keeps busy: target_only and draft_only use one
+    server, every other row both (the hardware side of "per unit of hardware")."""
+    roles = {"target_only": ("target",), "draft_only": ("draft",)}.get(policy, ("draft", "target"))
+    return sum(getattr(cfg, r).cpu_threads or 1 for r in roles)
+
+
 def with_ratios(rows: dict) -> dict:
-    t, r = rows.get("target_only"), rows.get("research_schedule")
-    return {n: {**row, "vs_target_only": ratios(row, t), "vs_research_schedule": ratios(row, r)}
-            for n, row in rows.items()}
+    """Each row against target_only and research_schedule at the same in-flight level."""
+    out = {}
+    for key, row in rows.items():
+        lvl = row.get("max_in_flight")
+        t, r = rows.get(row_key("target_only", lvl)), rows.get(row_key("research_schedule", lvl))
+        vt = ratios(row, t)
+        if vt is not None and row.get("cores") and t.get("cores"):
+            # wall x cores: the row's hardware-seconds over target_only's
+            vt["wall_ratio_per_core"] = vt["wall_ratio"] * row["cores"] / t["cores"] if vt["wall_ratio"] else None
+        out[key] = {**row, "vs_target_only": vt, "vs_research_schedule": ratios(row, r)}
+    return out
 
 
 def write_outputs(out: Path, meta: dict, rows: dict, orch: dict, notes: list[str]) -> dict:
     rows = with_ratios(rows)
-    ordered = [rows[n] for n in ROW_ORDER if n in rows]
-    a = rows.get("atts")
+    levels = sorted({row.get("max_in_flight") for row in rows.values()}, key=lambda x: (x is not None, x or 0))
+    ordered = [rows[row_key(n, lvl)] for lvl in levels for n in ROW_ORDER if row_key(n, lvl) in rows]
+    a = rows.get("atts") or next((rows[row_key("atts", lvl)] for lvl in levels if row_key("atts", lvl) in rows), None)
     r = rows.get("research_schedule")
     doc = {**meta, "rows": ordered, "orchestrator": orch,
            "cache_hit_rate_scoring": a["cache_hit_rate_scoring"] if a else None,
@@ -320,11 +360,22 @@ def format_markdown(doc: dict) -> str:
          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
         vt, vr = r.get("vs_target_only") or {}, r.get("vs_research_schedule") or {}
-        L.append(f"| {r['name']} | {_f(r['wall_seconds'], 1)} | {_f(vt.get('speedup_wall'), 2)} | "
+        name = r["name"] if r.get("max_in_flight") is None else f"{r['name']} @ {r['max_in_flight']} in flight"
+        L.append(f"| {name} | {_f(r['wall_seconds'], 1)} | {_f(vt.get('speedup_wall'), 2)} | "
                  f"{_f(vr.get('speedup_wall'), 2)} | {_f(r['latency_median'], 2)} | {_f(r['latency_p90'], 2)} | "
                  f"{_f(r['samples_per_second'], 2)} | {_f(r['pass@1'])} | {_f(r['takeover_rate'])} | "
                  f"{_f(r['target_chunk_share'])} | {_f(r['cache_hit_rate_scoring'])} | {_f(r['pre_generated_share'])} |")
-    L += ["", "x target_only / x research: speedup in wall time (reference wall / row wall).", ""]
+    L += ["", "x target_only / x research: speedup in wall time (reference wall / row wall), at the same "
+          "in-flight level.", ""]
+    hw = [r for r in doc["rows"] if (r.get("vs_target_only") or {}).get("wall_ratio_per_core") is not None]
+    if hw:
+        L += ["| row | in flight | cores used | wall / target_only wall | per core: (wall x cores) / (target_only wall x cores) |",
+              "|---|---|---|---|---|"]
+        for r in hw:
+            vt = r["vs_target_only"]
+            L.append(f"| {r['name']} | {r.get('in_flight')} | {r.get('cores')} | {_f(vt['wall_ratio'], 3)} | "
+                     f"{_f(vt['wall_ratio_per_core'], 3)} |")
+        L.append("")
     if doc["orchestrator"]:
         L += ["| concurrent samples | wall s | client CPU / wall | CPU ms / request | loop lag p50 / p99 / max ms | RSS MB |",
               "|---|---|---|---|---|---|"]
@@ -335,7 +386,8 @@ def format_markdown(doc: dict) -> str:
         L.append("")
     L += ["| target | measured | goal | met |", "|---|---|---|---|"]
     for t in doc["targets"]:
-        L.append(f"| {t['target']} | {t['measured']} | {t['goal']} | {'yes' if t['met'] else 'NO'} |")
+        met = "-" if t["met"] is None else ("yes" if t["met"] else "NO")
+        L.append(f"| {t['target']} | {t['measured']} | {t['goal']} | {met} |")
     for n in doc["notes"]:
         L += ["", f"note: {n}"]
     return "\n".join(L) + "\n"
@@ -349,14 +401,16 @@ def format_table(doc: dict) -> str:
 
 
 async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[int], max_turns: int,
-                      fresh: bool, progress: bool, command: str) -> dict:
+                      fresh: bool, progress: bool, command: str, in_flight: list[int] | None = None) -> dict:
+    """Every row at every in-flight level (``in_flight``: caps on samples at once; None:
+    every sample at once), then the orchestrator levels."""
     out.mkdir(parents=True, exist_ok=True)
     prev = {}
     if (out / "bench.json").exists() and not fresh:
         old = json.loads((out / "bench.json").read_text())
         if old.get("config_hash") == _bench_hash(cfg):
             prev = old
-    rows = {r["name"]: r for r in prev.get("rows", ())}
+    rows = {row_key(r["name"], r.get("max_in_flight")): r for r in prev.get("rows", ())}
     orch = dict(prev.get("orchestrator", {}))
     notes: list[str] = []
     meta = {"command": command, "config": cfg.to_dict(public=True), "config_hash": _bench_hash(cfg),
@@ -373,12 +427,14 @@ async def bench_async(cfg: RunConfig, out: Path, names: list[str], levels: list[
             c = await calibrate_async(cfg, roles, progress=progress)
             c.save(cal)
             print(describe(c, policy_params(cfg).alpha), file=sys.stderr)
-        for n in names:
-            if n in rows or VARIANTS[n].policy not in POLICIES:
-                continue
-            print(f"atts bench: row {n}", file=sys.stderr)
-            rows[n] = await run_row(cfg, VARIANTS[n], roles, urls, out / "rows" / n, cal, rows, progress)
-            write_outputs(out, meta, rows, orch, notes)
+        for lvl in in_flight or [None]:
+            for n in names:
+                key = row_key(n, lvl)
+                if key in rows or VARIANTS[n].policy not in POLICIES:
+                    continue
+                print(f"atts bench: row {key}", file=sys.stderr)
+                rows[key] = await run_row(cfg, VARIANTS[n], roles, urls, out / "rows" / key, cal, rows, progress, lvl)
+                write_outputs(out, meta, rows, orch, notes)
         await session.close(roles)  # the orchestrator levels build their own pools, sized to each level
         for lvl in levels:
             if str(lvl) in orch:
@@ -404,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default=",".join(ROW_ORDER), help=f"comma-separated subset of {','.join(ROW_ORDER)}")
     ap.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)),
                     help="orchestrator concurrency levels (empty: skip)")
+    ap.add_argument("--max-in-flight", default="", metavar="N[,N...]",
+                    help="run every row at each cap on samples in flight, e.g. 4,64 (default: all samples at once)")
     ap.add_argument("--orchestrator-max-turns", type=int, default=2, help="turn cap of the orchestrator runs")
     ap.add_argument("--calibration", help="calibration file (default: calibration.path or DIR/calibration.json)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -422,6 +480,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--levels: expected comma-separated integers, got {args.levels!r}") from None
         if any(n <= 0 for n in levels):
             raise ConfigError("--levels: must be > 0")
+        try:
+            in_flight = [int(x) for x in args.max_in_flight.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--max-in-flight: expected comma-separated integers, got {args.max_in_flight!r}") from None
+        if any(n <= 0 for n in in_flight):
+            raise ConfigError("--max-in-flight: must be > 0")
         out = Path(args.output)
         cfg = with_overrides(load_config(args.config), limit=args.limit, output_dir=str(out),
                              samples_per_question=args.samples_per_question, calibration=args.calibration,
@@ -435,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = with_overrides(cfg, calibration=str(out / "calibration.json"))
         command = "atts bench " + " ".join(argv if argv is not None else sys.argv[1:])
         doc = asyncio.run(bench_async(cfg, out, names, levels, args.orchestrator_max_turns, args.fresh,
-                                      not args.no_progress, command))
+                                      not args.no_progress, command, in_flight or None))
         print(format_table(doc))
         print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
         return 0
