@@ -1,0 +1,55 @@
+"""The reasoning-shaped testbed (configs/testbed.yaml, the `chain` task, models/chain-*)
+has the real workload's shape (../shared/reference/REAL_WORKLOAD.md): its own reference
+solutions, replayed through the config's chunking with the draft's own tokenizer, span a
+median of 2-3 chunks, a mean of about 4, at most 5% reach the turn cap; chunks hold at
+least 120 tokens at the median; draft and target have different vocabularies; the
+templates open a reasoning block as R1's and QwQ's do."""
+
+import statistics
+
+import pytest
+
+from atts.config import load_config
+from atts.tasks import reasoning
+from atts.tasks.chunk_replay import replay_with_config, tokenize
+from atts.testing.testbed import ROOT
+
+CFG = load_config(ROOT / "configs" / "testbed.yaml")
+
+
+def _tok(role: str):
+    from transformers import AutoTokenizer  # heavy: only these tests load it
+
+    path = ROOT / getattr(CFG, role).model
+    if not (path / "tokenizer.json").is_file():
+        pytest.fail(f"missing committed checkpoint {path}")
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def test_chunks_per_solution_look_like_real_runs():
+    tok = _tok("draft")
+    reps = [replay_with_config(tokenize(reasoning.reference_solution(p), tok), None, CFG.chunking)
+            for p in reasoning.generate("test", 400)]
+    turns = [r.turns for r in reps]
+    full = [n for r in reps for n in r.chunk_tokens[:-1]]  # every chunk but a solution's last
+    assert 2 <= statistics.median(turns) <= 3, statistics.median(turns)
+    assert 3.0 <= statistics.fmean(turns) <= 5.0, statistics.fmean(turns)
+    assert sum(r.cut_off for r in reps) / len(reps) <= 0.05
+    assert statistics.median(full) >= 120 and not CFG.chunking.stop  # fixed-size chunks, no stop string
+
+
+def test_draft_and_target_vocabularies_differ_and_templates_open_reasoning():
+    d, t = _tok("draft"), _tok("target")
+    assert d.get_vocab() != t.get_vocab() and len(d) != len(t)
+    text = reasoning.reference_solution(reasoning.generate("test", 1)[0])
+    assert d.encode(text, add_special_tokens=False) != t.encode(text, add_special_tokens=False)
+    for tok in (d, t):
+        prompt = tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)
+        assert prompt.endswith("<think>\n")
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == text  # byte-level: exact round trip
+
+
+def test_paper_shape_of_the_config():
+    p = CFG.policy.params
+    assert (CFG.chunking.max_turns, p.mode, p.max_resample, p.grouping) == (15, "append", 0, "per_turn")
+    assert 0.3 <= p.alpha <= 0.5 and CFG.calibration.split == "calibration" and CFG.dataset.split == "test"
