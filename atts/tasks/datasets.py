@@ -136,6 +136,8 @@ def _normalise(spec: DatasetSpec, rows: list[dict], seed: int) -> list[Question]
             continue
         problem = row.get("problem") or row.get(spec.problem_key)
         answer = row.get("answer") if row.get("answer") not in (None, "") else row.get(spec.answer_key)
+        if isinstance(answer, float) and answer.is_integer():  # math-ai/amc23 gives 27.0
+            answer = int(answer)
         if isinstance(answer, list):  # OlympiadBench final_answer is a list
             answer = answer[0] if len(answer) == 1 else ", ".join(map(str, answer))
         answer = str(answer)
