@@ -48,5 +48,5 @@ def test_default_nonconformity_is_the_scoring_ppl():
 
 
 def test_unknown_policy_lists_the_valid_names():
-    with pytest.raises(ConfigError, match="valid: atts, atts_self, draft_only"):
+    with pytest.raises(ConfigError, match="valid: atts, atts_self, atts_self_fork, draft_only"):
         make_policy("atts-typo", None)
