@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -31,15 +32,48 @@ from atts.runtime.session import Session, chunking_of
 from atts.tasks.datasets import load_from_config
 
 
-def calibration_meta(cfg: RunConfig) -> dict:
-    """Settings a calibration is only valid under; evaluate compares them."""
+def calibration_meta(cfg: RunConfig, scoring_prompt: str = "shared") -> dict:
+    """Settings a calibration is only valid under; evaluate compares them (``--force``
+    overrides). Each one changes the per-turn distribution of calibration scores (issue
+    13 item 4): models and their tokenizers (the scored ids), chunking and its caps (the
+    chunks and which turns are reached), both temperatures (draft chunks; target
+    continuations shape later turns), the policy's mode and resampling (what follows a
+    rejection), the dataset and split calibrated on, and the target's scoring prompt."""
     c = cfg.chunking
+    p = cfg.policy.params
     return {
         "draft_model": cfg.draft.model, "target_model": cfg.target.model,
-        "chunking": {"stop": list(c.stop), "max_tokens_per_chunk": c.max_tokens_per_chunk},
-        "draft_temperature": cfg.sampling.draft_temperature, "top_p": cfg.sampling.top_p,
+        "tokenizers": {"draft": tokenizer_identity(cfg.draft.tokenizer_path),
+                       "target": tokenizer_identity(cfg.target.tokenizer_path)},
+        "chunking": {"stop": list(c.stop), "max_tokens_per_chunk": c.max_tokens_per_chunk,
+                     "max_turns": c.max_turns, "token_budget": c.token_budget},
+        "draft_temperature": cfg.sampling.draft_temperature, "target_temperature": cfg.sampling.target_temperature,
+        "top_p": cfg.sampling.top_p,
         "prompt": {"template": cfg.prompt.template, "system": cfg.prompt.system},
+        "scoring_prompt": scoring_prompt,
+        "mode": getattr(p, "mode", None), "max_resample": getattr(p, "max_resample", None),
+        "dataset": cfg.dataset.name, "split": calibration_split(cfg),
     } | _score_kind(cfg)
+
+
+def calibration_split(cfg: RunConfig) -> str:
+    """The split calibrated on: ``calibration.split``, or with ``null`` the evaluated
+    split itself (calibrate-on-test, chosen explicitly: `calibrated_on_test`)."""
+    return cfg.calibration.split or cfg.dataset.split
+
+
+def calibrated_on_test(cfg: RunConfig) -> bool:
+    return cfg.calibration.split is None or cfg.calibration.split == cfg.dataset.split
+
+
+def tokenizer_identity(path: str) -> str:
+    """A tokenizer as its path (or hub id) and, where its ``tokenizer.json`` is a local
+    file, the first 16 hex digits of that file's sha256: a re-tokenized model under the
+    same path still differs."""
+    f = Path(path) / "tokenizer.json"
+    if f.is_file():
+        return f"{path}#sha256:{hashlib.sha256(f.read_bytes()).hexdigest()[:16]}"
+    return path
 
 
 def _score_kind(cfg: RunConfig) -> dict:
@@ -151,10 +185,10 @@ async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_pe
 
 async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, progress: bool = True) -> CalibrationFile:
     params = policy_params(cfg)
-    split = cfg.calibration.split or cfg.dataset.split
+    split = calibration_split(cfg)
     questions = load_from_config(cfg.dataset, split=split, limit=limit or cfg.calibration.limit)
     k = cfg.calibration.samples_per_question or cfg.samples_per_question
-    chunking = chunking_of(cfg)
+    chunking = dataclasses.replace(chunking_of(cfg), phase="calibration")  # seeds salted by phase (issue 13 item 2)
     if params.grouping == "per_question" and split != cfg.dataset.split:
         print("atts.calibrate: note: per_question calibration keys scores by question; evaluate only the "
               "calibrated questions (the paper's setting: calibration.split = dataset.split)", file=sys.stderr)
@@ -169,8 +203,8 @@ async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, pr
                   else {f"q:{qid}": v for qid, v in by_q.items()})
         alpha = None
     meta = calibration_meta(cfg) | {
-        "dataset": cfg.dataset.name, "split": split, "n_questions": len(questions), "samples_per_question": k,
-        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "n_questions": len(questions), "samples_per_question": k, "wall_seconds": round(time.perf_counter() - t0, 2),
+        "questions": [q.id for q in questions], "calibrated_on_test": calibrated_on_test(cfg),  # issue 13 item 2
     }
     return CalibrationFile(params.grouping, scores, meta, alpha)
 

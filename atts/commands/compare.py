@@ -4,7 +4,10 @@
 Runs several policies side by side and writes one table. The servers start once (or the
 config's URLs are used) and every policy runs, one after another, on the same questions
 and samples with the same per-request seeds (`atts.runner.request_seed`), each as a
-normal resumable run in ``DIR/<label>/``. Calibrated policies share a calibration file
+normal resumable run in ``DIR/<label>/``. Seeds pair samples only where the engines
+honour them (`atts.runtime.seeds`; not SGLang on CPU): compare.json/.md say so
+(``seeds_honoured``) and pair every policy with the first per question
+(``paired_by_question``: mean accuracy difference, paired bootstrap interval, sign test). Calibrated policies share a calibration file
 when their scores are the same quantity (``DIR/calibration-<kind>-<hash>.json``, made
 once if missing). Then:
     DIR/compare.json   {"rows": [{name, policy, pass@1, maj@k, pass@k, takeover_rate,
@@ -30,11 +33,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from atts.analysis.paired import paired_by_question, paired_markdown
 from atts.commands.calibrate import calibrate_async, calibration_meta, policy_params
 from atts.commands.evaluate import evaluate_async
 from atts.config import RunConfig, load_config, stable_hash, with_overrides
 from atts.errors import ConfigError, run_guarded
 from atts.method.policies import POLICIES
+from atts.runtime.seeds import seed_support
 from atts.runtime.session import Session
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text
 
@@ -197,6 +202,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, progress: bool = True,
                         command: list[str] | None = None) -> dict:
     rows = []
+    records_of: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
     async with Session(base) as session:
         urls, roles = session.urls, session.roles
@@ -209,6 +215,7 @@ async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, pro
                     (await calibrate_async(e.cfg, roles, progress=progress)).save(cal)
             s = await evaluate_async(e.cfg, roles, calibration=cal, progress=progress, command=command)
             records = list(RunStore(e.cfg.output_dir).completed().values())
+            records_of[e.label] = records
             rows.append(row_of(e.label, e.cfg, s, records))
             print(f"atts compare: {e.label}: pass@1 {_fmt(s['pass@1'])}, takeover "
                   f"{_fmt(s['takeover_rate']['rate'])}", file=sys.stderr)
@@ -218,11 +225,26 @@ async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, pro
         "limit": base.dataset.limit, "samples_per_question": k, "seed": base.sampling.seed,
         "servers": {r: list(u) for r, u in urls.items()}, "created": time.time(),
         "total_seconds": time.perf_counter() - t0, "rows": rows,
-    }
+    } | paired_section(base, entries, records_of)
     atomic_write_json(out / "compare.json", result)
-    atomic_write_text(out / "compare.md", markdown(rows, k))
+    atomic_write_text(out / "compare.md", markdown(rows, k) + result["paired_markdown"])
     plot(rows, out / "compare.png", f"{base.dataset.name}: {base.dataset.limit or 'all'} questions x {k} samples")
     return result
+
+
+def paired_section(base: RunConfig, entries: list[Entry], records_of: dict[str, list[dict]]) -> dict:
+    """Issue 13 item 3: whether seeds were honoured, and every policy against the first,
+    paired per question (`atts.analysis.paired`): the valid pairing whether or not
+    samples are paired by seed, and the only one where they are not."""
+    seeds = seed_support(base)
+    ref = entries[0].label
+    paired = [(e.label, paired_by_question(records_of[ref], records_of[e.label], seed=base.sampling.seed))
+              for e in entries[1:]]
+    note = None if seeds["seeds_honoured"] else seeds["reason"]
+    return {"seeds_honoured": seeds["seeds_honoured"], "seeds_note": seeds["reason"], "paired_reference": ref,
+            "paired_by_question": dict(paired),
+            "paired_markdown": paired_markdown(ref, paired, note) if paired else
+            (f"\nSeeds not honoured: {note}.\n" if note else "")}
 
 
 def main(argv: list[str] | None = None) -> int:

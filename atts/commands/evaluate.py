@@ -24,7 +24,8 @@ from atts.method.policies import make_policy
 from atts.runtime.runner import Role, run_all
 from atts.runtime.session import Session, chunking_of
 from atts.runtime.store import RunStore, versions
-from atts.runtime.summary import summarize
+from atts.runtime.seeds import seed_support
+from atts.runtime.summary import budget_accuracy, summarize
 from atts.tasks.datasets import load_from_config
 from atts.tasks.grading import Grader
 from atts.tasks.chunk_replay import short_chunk_warning
@@ -35,14 +36,15 @@ def run_hash(cfg: RunConfig, calibration_hash: str | None) -> str:
     return stable_hash(identity_dict(cfg) | {"calibration_hash": calibration_hash})
 
 
-def load_gate(cfg: RunConfig, path: Path | None, force: bool) -> tuple[ConformalGate | None, CalibrationFile | None]:
+def load_gate(cfg: RunConfig, path: Path | None, force: bool,
+              scoring_prompt: str = "shared") -> tuple[ConformalGate | None, CalibrationFile | None]:
     policy_cls = make_policy(cfg.policy.name, cfg.policy.params).__class__
     if not policy_cls.needs_calibration:
         return None, None
     p = path or cfg.calibration_path
     cal = CalibrationFile.load(p)
     if not force:
-        cal.check_compatible(calibration_meta(cfg), p)
+        cal.check_compatible(calibration_meta(cfg, scoring_prompt), p)
         grouping = getattr(cfg.policy.params, "grouping", cal.grouping)
         if grouping != cal.grouping:
             raise CalibrationError(f"{p} has grouping {cal.grouping!r}, the policy wants {grouping!r} (use --force to override)")
@@ -57,15 +59,18 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
                          schedule: str = "concurrent", scoring_prompt: str = "shared") -> dict:
     """``schedule`` and ``scoring_prompt``: see `atts.runner.run_all` and `Chunking`
     (other values than the defaults only reproduce the research code's costs: atts.bench)."""
-    gate, cal = load_gate(cfg, calibration, force)
+    gate, cal = load_gate(cfg, calibration, force, scoring_prompt)
     policy = make_policy(cfg.policy.name, cfg.policy.params, gate)
     questions = load_from_config(cfg.dataset)
+    check_held_out(cal, questions, calibration or cfg.calibration_path)
     k = cfg.samples_per_question
     store = RunStore(cfg.output_dir)
+    seeds = seed_support(cfg)  # issue 13 item 3
     manifest = {
         "config": cfg.to_dict(public=True), "config_path": cfg.source_path, "command": command,
         "versions": versions(), "calibration": {"path": str(calibration or cfg.calibration_path), "hash": cal.hash}
-        if cal else None, "questions": [q.id for q in questions], "samples_per_question": k,
+        | calibration_record(cal) if cal else None, "questions": [q.id for q in questions], "samples_per_question": k,
+        "seeds_honoured": seeds["seeds_honoured"], "seeds": seeds,
     }
     store.open(run_hash(cfg, cal.hash if cal else None), manifest, force=force)
     t0 = time.perf_counter()
@@ -79,6 +84,10 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
                         n_questions=len(questions), samples_per_question=k,
                         alpha=getattr(cfg.policy.params, "alpha", None), wall_seconds=wall, ran=stats["ran"])
     summary["samples_skipped_as_done"] = stats["skipped"]
+    summary["calibration"] = calibration_record(cal) if cal else None  # issue 13 item 2
+    summary["seeds_honoured"], summary["seeds_note"] = seeds["seeds_honoured"], seeds["reason"]  # issue 13 item 3
+    if getattr(cfg.policy.params, "alpha", None) is not None:  # issue 13 item 7
+        summary["budget_accuracy"] = budget_accuracy(records, cfg.policy.params.alpha)
     summary["engine_counters"] = {r.name: dict(r.engine.counters) for r in roles.values()}
     if w := short_chunk_warning(records, cfg.chunking.max_tokens_per_chunk, cfg.chunking.max_turns):  # issue 13 item 1
         summary["warnings"] = [w]; print(f"atts: warning: {w}", file=sys.stderr)  # noqa: E702
@@ -86,11 +95,32 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
     return summary
 
 
+def calibration_record(cal: CalibrationFile) -> dict:
+    """What the manifest and summary say about the calibration's questions."""
+    return {"split": cal.meta.get("split"), "calibrated_on_test": bool(cal.meta.get("calibrated_on_test")),
+            "n_questions": cal.meta.get("n_questions")}
+
+
+def check_held_out(cal: CalibrationFile | None, questions, path) -> None:
+    """Refuse to evaluate questions the calibration used (its ``meta.questions``) unless
+    it was made on the evaluated questions by choice (``calibration.split: null``,
+    recorded as ``calibrated_on_test``): the conformal guarantee needs exchangeable,
+    held-out calibration scores. --force does not lift this."""
+    if cal is None or cal.meta.get("calibrated_on_test"):
+        return
+    overlap = sorted(set(cal.meta.get("questions") or ()) & {q.id for q in questions})
+    if overlap:
+        raise CalibrationError(f"{path} was calibrated on {len(overlap)} of the evaluated questions (e.g. "
+                               f"{overlap[0]!r}); calibrate on a held-out split, or set calibration.split: null "
+                               "to calibrate on the evaluated questions on purpose")
+
+
 def preflight(cfg: RunConfig, calibration: Path | None, force: bool) -> None:
     """Everything that can be checked before servers start: dataset, calibration,
     output directory. Fails fast with a user error."""
-    load_from_config(cfg.dataset)
+    questions = load_from_config(cfg.dataset)
     _, cal = load_gate(cfg, calibration, force)
+    check_held_out(cal, questions, calibration or cfg.calibration_path)
     RunStore(cfg.output_dir).check(run_hash(cfg, cal.hash if cal else None), force)
 
 

@@ -86,10 +86,21 @@ class Chunking:
     # ids), so the radix cache serves it; "text" = the research code's text mode (question
     # and history as plain text, tokenized on their own: no prefix shared with generation)
     scoring_prompt: str = "shared"
+    # "calibration" | "evaluation": salts every request seed (issue 13 item 2), so that on an
+    # engine that honours seeds an evaluated sample's chunks are not replays of its
+    # calibration chunks (same question id, repeat, turn and attempt)
+    phase: str = "evaluation"
 
 
-def request_seed(base: int, *parts) -> int:
-    h = hashlib.sha256(repr((base, *parts)).encode()).digest()
+PHASES = ("calibration", "evaluation")
+
+
+def request_seed(base: int, *parts, phase: str = "evaluation") -> int:
+    """A 31-bit seed from the run seed, the phase and ``parts`` (question id, repeat,
+    turn, role, attempt, ...): the same inputs give the same seed in every process."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
+    h = hashlib.sha256(repr((base, phase, *parts)).encode()).digest()
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
@@ -142,7 +153,7 @@ class SampleContext:
         g = await r.engine.generate(
             ids, max_new_tokens=min(max_tokens or c.max_tokens, c.max_tokens), stop=list(c.stop),
             temperature=r.temperature, top_p=c.top_p,
-            seed=request_seed(c.seed, self.state.question.id, self.state.repeat, turn, role, attempt))
+            seed=request_seed(c.seed, self.state.question.id, self.state.repeat, turn, role, attempt, phase=c.phase))
         self.state.tokens[f"{role}_generated"] += g.stats.output_tokens
         return g
 

@@ -112,3 +112,23 @@ def summarize(records: list[dict], *, policy: str, dataset: str, split: str, n_q
         "latency_median": statistics.median(lat) if lat else None,
         "latency_p90": quantile(lat, 0.9),
     }
+
+
+def budget_accuracy(records: list[dict], alpha: float) -> dict:
+    """The research code's budget accuracy (issue 13 item 7): a question's K samples at a
+    turn are a budget group that should hand B = alpha * n of its n judged chunks to the
+    target; accuracy = 1 - |actual - B| / B per (question, turn) group (not clipped: a
+    group with more than 2B takeovers scores below 0), averaged over groups, and over the
+    turn-0 groups alone (the turn every sample reaches)."""
+    n, k = Counter(), Counter()
+    for rec in records:
+        for s in rec["steps"]:
+            if s.get("attempt") == 0 and s.get("decision"):
+                g = (rec["question_id"], s["turn"])
+                n[g] += 1
+                k[g] += s["decision"] == "takeover"
+    acc = {g: 1 - abs(k[g] - alpha * n[g]) / (alpha * n[g]) for g in n}  # 1 - |actual - B| / B, B = alpha * n
+    turn0 = [a for (_, t), a in acc.items() if t == 0]
+    return {"mean": statistics.fmean(acc.values()) if acc else None,
+            "turn0_mean": statistics.fmean(turn0) if turn0 else None, "n_groups": len(acc),
+            "definition": "per (question, turn): 1 - |takeovers - alpha*n| / (alpha*n), n = judged chunks"}

@@ -39,7 +39,9 @@ class ServerSpec:
             argv += ["--mem-fraction-static", str(self.mem_fraction_static or 0.3)]
             argv += ["--max-total-tokens", str(self.max_total_tokens or 16384)]
         else:
-            argv += ["--tp", str(self.tp), "--watchdog-timeout", "600"]
+            # deterministic inference: SGLang reads `sampling_seed` only with it, so that seeds are
+            # real (issue 13 item 3); CPU refuses it with torch_native attention (atts.runtime.seeds)
+            argv += ["--tp", str(self.tp), "--watchdog-timeout", "600", "--enable-deterministic-inference"]
             if self.dtype:
                 argv += ["--dtype", self.dtype]
             if self.mem_fraction_static is not None:

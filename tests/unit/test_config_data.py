@@ -71,8 +71,8 @@ def test_shared_datasets_load(shared_datasets):
     assert len(m) == 500 and m[0].answer == r"\left( 3, \frac{\pi}{2} \right)"
     sub = load_questions("math500", preset="research_math500", data_dir=str(shared_datasets))
     assert len(sub) == 100 and [q.index for q in sub] == list(range(100))
-    assert len(load_questions("aime24", preset="research_aime24", data_dir=str(shared_datasets))) == 15
-    assert len(load_questions("olympiadbench", data_dir=str(shared_datasets))) == 509
+    assert len(load_questions("aime24", split="all", preset="research_aime24", data_dir=str(shared_datasets))) == 15
+    assert len(load_questions("olympiadbench", split="all", data_dir=str(shared_datasets))) == 509
     g = load_questions("gsm8k", data_dir=str(shared_datasets), limit=3)
     assert g[0].answer == "18"
 

@@ -23,7 +23,7 @@ def cfg_for(name):
 
 def test_capabilities_are_declared_by_base_class():
     proposing = {n for n, c in POLICIES.items() if issubclass(c, ProposingPolicy)}
-    assert proposing == {"atts", "atts_self", "specreason", "specreason_conformal"}
+    assert proposing == {"atts", "atts_self", "atts_self_fork", "specreason", "specreason_conformal"}
     assert not issubclass(DraftOnly, ProposingPolicy) and issubclass(ATTSSelf, ATTS) and issubclass(SpecReason, ProposingPolicy)
 
 
@@ -48,5 +48,5 @@ def test_default_nonconformity_is_the_scoring_ppl():
 
 
 def test_unknown_policy_lists_the_valid_names():
-    with pytest.raises(ConfigError, match="valid: atts, atts_self, draft_only"):
+    with pytest.raises(ConfigError, match="valid: atts, atts_self, atts_self_fork, draft_only"):
         make_policy("atts-typo", None)

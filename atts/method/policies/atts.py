@@ -135,7 +135,7 @@ class ATTS(ProposingPolicy):
         u = 1.0
         if self.params.randomize_ties:  # a seeded uniform per decision, reproducible
             u = request_seed(ctx.chunking.seed, "tie", ctx.state.question.id, ctx.state.repeat, ctx.state.turn,
-                             prop.attempt) / 0x7FFFFFFF
+                             prop.attempt, phase=ctx.chunking.phase) / 0x7FFFFFFF
         return self.gate.decide(prop.scoring.ppl, ctx.state.question.id, ctx.state.turn, u)
 
     async def resolve(self, ctx, prop: Proposal) -> None:
@@ -184,7 +184,7 @@ class ATTS(ProposingPolicy):
 class ATTSSelfParams:
     alpha: float = 0.4
     grouping: Literal["marginal", "per_question", "per_turn"] = "per_turn"
-    max_resample: int = 3
+    max_resample: int = 2  # 3 attempts in all, as the research code's self_reject (issue 13 item 7)
     role: Literal["draft", "target"] = "draft"  # the one model that drafts and scores
     randomize_ties: bool = True
 

@@ -74,7 +74,7 @@ def coin(ctx, tag: str, *parts) -> float:
     """A uniform in [0, 1), seeded by (run seed, tag, question, repeat, turn, parts):
     reruns draw the same coins."""
     s = ctx.state
-    return request_seed(ctx.chunking.seed, tag, s.question.id, s.repeat, s.turn, *parts) / 2**31
+    return request_seed(ctx.chunking.seed, tag, s.question.id, s.repeat, s.turn, *parts, phase=ctx.chunking.phase) / 2**31
 
 
 def rule(takeover: bool, group: str, p_value: float | None = None, threshold: float = math.nan) -> Decision:

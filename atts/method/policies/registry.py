@@ -7,12 +7,13 @@ from atts.errors import ConfigError
 from atts.method.conformal import ConformalGate
 from atts.method.policies.atts import ATTS, ATTSSelf
 from atts.method.policies.base import Policy
+from atts.method.policies.fork import ATTSSelfFork
 from atts.method.policies.baselines import DraftOnly, RandomSwitch, RandomTakeover, SyncRanked, TargetOnly
 from atts.method.policies.spec_thinking import SpecThinking
 from atts.method.policies.specreason import SpecReason, SpecReasonConformal
 
 POLICIES: dict[str, type[Policy]] = {p.name: p for p in (
-    DraftOnly, TargetOnly, ATTS, ATTSSelf, SyncRanked, RandomTakeover, SpecReason, SpecReasonConformal, SpecThinking,
+    DraftOnly, TargetOnly, ATTS, ATTSSelf, ATTSSelfFork, SyncRanked, RandomTakeover, SpecReason, SpecReasonConformal, SpecThinking,
     RandomSwitch)}
 
 
