@@ -244,7 +244,7 @@ def partition(name: str, qs: list[Question], split: str) -> list[Question]:
     ceil(CALIBRATION_SHARE * n) questions by `partition_rank_key`), "test" (the others),
     "all"; kept in dataset order and re-indexed. Datasets with a training split
     (`TRAIN_SPLITS`) and split names other than these pass through."""
-    if name in TRAIN_SPLITS or split not in ("calibration", "test") or DATASETS[name].kind == "arith":
+    if name in TRAIN_SPLITS or split not in ("calibration", "test") or DATASETS[name].kind in SYNTHETIC:
         return qs
     n_cal = math.ceil(CALIBRATION_SHARE * len(qs))  # e.g. AIME24: ceil(0.3 * 30) = 9 calibration questions
     cal = {q.id for q in sorted(qs, key=lambda q: partition_rank_key(name, q.id))[:n_cal]}
