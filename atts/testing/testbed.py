@@ -1,6 +1,6 @@
 """The real-server testbed: the committed tiny draft and target checkpoints served by
 SGLang on CPU on free 127.0.0.1 ports (``launch_testbed``), and a ``Testbed`` handle that
-points configs/testbed_arith.yaml at them. Used by tests/conftest.py (the ``testbed`` fixture),
+points configs/testbed.yaml at them. Used by tests/conftest.py (the ``testbed`` fixture),
 and available to scripts. Also the fake secrets a run must never write."""
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ class Testbed:
     log_dir: Path
 
     def config(self, tmp_path: Path, sets: list[str] | None = None, **overrides):
-        """configs/testbed_arith.yaml pointed at the running servers, writing under tmp_path."""
+        """configs/testbed.yaml pointed at the running servers, writing under tmp_path."""
         base = ["draft.launch=false", "target.launch=false",
                 f"draft.urls=[{self.urls['draft']}]", f"target.urls=[{self.urls['target']}]",
                 f"calibration.path={tmp_path / 'calibration.json'}"]
         overrides.setdefault("output_dir", str(tmp_path / "run"))
-        return with_overrides(load_config(ROOT / "configs" / "testbed_arith.yaml"), sets=base + list(sets or []),
+        return with_overrides(load_config(ROOT / "configs" / "testbed.yaml"), sets=base + list(sets or []),
                               **overrides)
 
 

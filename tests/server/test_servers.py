@@ -57,7 +57,7 @@ def test_interrupt_stops_servers_atts_launched(tmp_path, sig):
 
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "atts.cli", "run", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--policy",
+        [sys.executable, "-m", "atts.cli", "run", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
          "draft_only", "--output-dir", str(out), "--limit", "100", "--no-progress"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **FAKE_SECRETS})
     deadline = time.time() + 300

@@ -74,7 +74,7 @@ def test_served_model_name_is_the_requests_model(monkeypatch):
 
 
 def _cfg(*sets):
-    return with_overrides(load_config(ROOT / "configs" / "testbed_arith.yaml"),
+    return with_overrides(load_config(ROOT / "configs" / "testbed.yaml"),
                           sets=["draft.launch=false", "target.launch=false", "draft.urls=[http://127.0.0.1:1]",
                                 "target.urls=[http://127.0.0.1:2]", *sets])
 

@@ -155,7 +155,7 @@ def test_spec_thinking_recap_after_negative_paragraphs():
 def test_compare_user_errors_exit_2(tmp_path, capsys):
     from atts.commands.compare import main
 
-    cfg = str(Path(__file__).resolve().parents[2] / "configs" / "testbed_arith.yaml")
+    cfg = str(Path(__file__).resolve().parents[2] / "configs" / "testbed.yaml")
     base = ["--config", cfg, "--output", str(tmp_path / "c")]
     assert main(base + ["--policies", "atts,nope"]) == 2
     assert main(base + ["--policies", "atts,atts"]) == 2

@@ -13,7 +13,7 @@ from atts.method.policies import (ATTS, POLICIES, ATTSSelf, DraftOnly, Proposing
 from atts.testing.testbed import ROOT
 
 
-BASE = load_config(ROOT / "configs" / "testbed_arith.yaml")
+BASE = load_config(ROOT / "configs" / "testbed.yaml")
 
 
 def cfg_for(name):

@@ -8,7 +8,7 @@ from atts.commands.evaluate import run_hash
 from atts.config import ModelConfig, identity_dict, load_config, stable_hash, with_overrides
 from atts.testing.testbed import ROOT
 
-CFG = load_config(ROOT / "configs" / "testbed_arith.yaml")
+CFG = load_config(ROOT / "configs" / "testbed.yaml")
 
 _RUN_HASH_EXCLUDE = {"output_dir", "samples_per_question", "server_start_timeout_s", "grading_workers", "name"}
 _MODEL_EXCLUDE = {"launch", "urls", "device", "tp", "gpu_ids", "mem_fraction_static", "max_total_tokens",

@@ -38,7 +38,7 @@ def test_balancer_skips_failed_endpoint_until_cooled_down():
 
 
 def test_engine_selected_per_role_from_config(tmp_path):
-    cfg = with_overrides(load_config(ROOT / "configs" / "testbed_arith.yaml"), sets=[
+    cfg = with_overrides(load_config(ROOT / "configs" / "testbed.yaml"), sets=[
         "draft.launch=false", "target.launch=false", "draft.urls=[http://127.0.0.1:1]",
         "target.urls=[http://127.0.0.1:2, http://127.0.0.1:3]", "target.engine=openai"])
     roles = build_roles(cfg, {"draft": list(cfg.draft.urls), "target": list(cfg.target.urls)})

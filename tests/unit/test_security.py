@@ -58,7 +58,7 @@ def test_servers_bind_loopback_unless_told_otherwise():
     from atts.commands.servers import main
     from atts.serving.spec import ServerSpec
 
-    spec = load_config(ROOT / "configs" / "testbed_arith.yaml").target.server_spec("target")
+    spec = load_config(ROOT / "configs" / "testbed.yaml").target.server_spec("target")
     argv = spec.argv(1234)
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert ServerSpec("draft", "m").host == "127.0.0.1"
@@ -83,7 +83,7 @@ def test_a_run_against_keyed_servers_sends_the_key_and_never_writes_it(tmp_path)
     out = tmp_path / "run"
     key = FAKE_SECRETS["ATTS_API_KEY"]
     with StubServer(api_key=key) as draft, StubServer(api_key=key) as target:
-        cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--policy",
+        cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
                "draft_only", "--limit", "2", "--samples-per-question", "1", "--output-dir", str(out), "--no-progress"]
         for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{draft.url}]",
                   f"target.urls=[{target.url}]", "draft.api_key_env=ATTS_API_KEY", "target.api_key_env=ATTS_API_KEY"):
