@@ -39,6 +39,7 @@ from atts.analysis.grade import compute
 from atts.errors import CalibrationError, ReportError, UserError, run_guarded
 from atts.method.conformal import CalibrationFile
 from atts.runtime.store import RunStore, atomic_write_text
+from atts.records import STATUSES
 
 FLOOR = 1e-6  # PPL - 1 below this is drawn at it (log axis)
 ROLE_COLOURS = {("draft", "generate"): "#4C72B0", ("target", "score"): "#DD8452", ("target", "generate"): "#C44E52"}
@@ -77,7 +78,7 @@ def load_run(d: Path) -> Run:
     if not (d / "summary.json").is_file():
         raise ReportError(f"{d}: no summary.json (the run has not finished once; rerun it to resume)")
     summary = store.read("summary.json")
-    records = [r for r in store.completed().values() if r.get("status") in ("done", "truncated", "failed")]
+    records = [r for r in store.completed().values() if r.get("status") in STATUSES]
     cal, note = _load_calibration(manifest)
     judges = [json.loads(p.read_text()) for p in sorted(d.glob("judge_*.json"))]
     return Run(d, d.name, manifest, summary, records, cal, note, judges=judges)

@@ -46,6 +46,7 @@ from atts.method.policies import POLICIES
 from atts.runtime.session import Session, build_roles, close_roles
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text, versions
 from atts.runtime.summary import quantile
+from atts.records import first_attempt_decision
 
 ROW_ORDER = ("target_only", "draft_only", "atts", "atts_unpipelined", "sync_ranked", "research_schedule")
 DEFAULT_LEVELS = (64, 256, 512, 1024)
@@ -102,7 +103,7 @@ def scoring_cache(records: list[dict]) -> dict:
 
 def row_figures(name: str, summary: dict, records: list[dict]) -> dict:
     steps = [s for r in records for s in r["steps"]]
-    first = [s for s in steps if s.get("attempt") == 0 and s.get("decision")]
+    first = [s for s in steps if first_attempt_decision(s)]
     tr = summary["takeover_rate"]
     cache = scoring_cache(records)
     return {

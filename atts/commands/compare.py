@@ -37,6 +37,7 @@ from atts.errors import ConfigError, run_guarded
 from atts.method.policies import POLICIES
 from atts.runtime.session import Session
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text
+from atts.records import COMPLETE
 
 ROW_KEYS = ("name", "policy", "pass@1", "maj@k", "pass@k", "takeover_rate", "n_samples_completed", "wall_seconds",
             "latency_median", "latency_p90", "target_token_share")
@@ -112,7 +113,7 @@ def _with_calibration_path(cfg: RunConfig, out: Path) -> RunConfig:
 
 def row_of(label: str, cfg: RunConfig, summary: dict, records: list[dict]) -> dict:
     """One table row from a run's summary and its sample records."""
-    complete = [r for r in records if r["status"] in ("done", "truncated")]
+    complete = [r for r in records if r["status"] in COMPLETE]
     tok = Counter()
     for r in complete:
         tok.update({k: v for k, v in r["tokens"].items() if isinstance(v, int)})

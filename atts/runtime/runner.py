@@ -26,6 +26,7 @@ from atts.engines.sglang import ContextOverflow, EngineError, Generation, Scorin
 from atts.tasks.grading import Grader, extract_answer, extract_boxed
 from atts.tasks.prompts import REPLACEMENT_CHAR, Prompter, user_text
 from atts.runtime.store import RunStore, sample_key
+from atts.records import COMPLETE, RequestRecord, SampleRecord, Step, TokenCounts, first_attempt_decision
 
 ROLES = ("draft", "target")
 
@@ -200,18 +201,17 @@ class SampleContext:
 
     def log(self, g: Generation, *, kept: bool, attempt: int = 0, scoring: Scoring | None = None,
             decision=None, extra: dict | None = None) -> dict:
-        step = {"turn": self.state.turn, "attempt": attempt, "role": g.stats.role, "text": g.text,
-                "n_tokens": len(g.token_ids), "finish": g.finish, "kept": kept,
-                "requests": [g.stats.as_dict()]}
+        """Record chunk ``g`` as a `Step` (its JSON dict is returned: a policy may add keys)."""
+        st = Step(self.state.turn, attempt, g.stats.role, g.text, len(g.token_ids), g.finish, kept,
+                  [RequestRecord.from_json(g.stats.as_dict())])
         if scoring is not None:
-            step["ppl"] = scoring.ppl
-            step["mean_nll"] = scoring.mean_nll
-            step["requests"].append(scoring.stats.as_dict())
+            st.ppl, st.mean_nll = scoring.ppl, scoring.mean_nll
+            st.requests.append(RequestRecord.from_json(scoring.stats.as_dict()))
         if decision is not None:
-            step["p_value"] = decision.p_value
-            step["threshold"] = decision.threshold if math.isfinite(decision.threshold) else None
-            step["group"] = decision.group
-            step["decision"] = "takeover" if decision.takeover else "accept"
+            st.decided, st.p_value, st.group = True, decision.p_value, decision.group
+            st.threshold = decision.threshold if math.isfinite(decision.threshold) else None  # inf: JSON null
+            st.decision = "takeover" if decision.takeover else "accept"
+        step = st.to_json()
         if extra:
             step.update(extra)
         self.state.steps.append(step)
@@ -232,16 +232,17 @@ def finished_reason(state: SampleState, chunking: Chunking) -> str | None:
 
 
 def sample_record(state: SampleState, policy_name: str, correct: bool | None) -> dict:
+    """The JSON of the finished sample's `atts.records.SampleRecord`."""
     q = state.question
     answer = extract_answer(state.text, q.kind)
-    return {
-        "key": state.key, "question_index": q.index, "question_id": q.id, "repeat": state.repeat,
-        "policy": policy_name, "status": state.status, "stop_reason": state.stop_reason, "error": state.error,
-        "question": q.problem, "gold": q.answer, "kind": q.kind, "answer": answer, "correct": correct,
-        "text": state.text, "turns": state.turn, "tokens": state.tokens, "steps": state.steps,
-        "started": state.started, "finished": state.finished,
-        "latency_s": (state.finished or time.time()) - state.started,
-    }
+    return SampleRecord(
+        key=state.key, question_index=q.index, question_id=q.id, repeat=state.repeat,
+        policy=policy_name, status=state.status, stop_reason=state.stop_reason, error=state.error,
+        question=q.problem, gold=q.answer, kind=q.kind, answer=answer, correct=correct,
+        text=state.text, turns=state.turn, tokens=TokenCounts.from_json(state.tokens), steps=[],
+        started=state.started, finished=state.finished,
+        latency_s=(state.finished or time.time()) - state.started,
+    ).to_json() | {"steps": state.steps}  # the steps as logged (policies may have added keys)
 
 
 async def run_sample(policy, state: SampleState, roles: dict[str, Role], chunking: Chunking) -> SampleState:
@@ -263,7 +264,6 @@ async def run_sample(policy, state: SampleState, roles: dict[str, Role], chunkin
     return state
 
 
-COMPLETE = ("done", "truncated")
 
 
 class Progress:
@@ -281,7 +281,7 @@ class Progress:
         self.correct += bool(rec.get("correct"))
         self.failed += rec["status"] == "failed"
         for s in rec["steps"]:
-            if s.get("attempt") == 0 and s.get("decision"):
+            if first_attempt_decision(s):
                 self.decisions += 1
                 self.takeovers += s["decision"] == "takeover"
         post = {"acc": f"{self.correct / self.n:.3f}"}
