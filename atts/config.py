@@ -223,6 +223,9 @@ class RunConfig:
     output_dir: str = operational("results/run")
     server_start_timeout_s: float = operational(600.0)
     grading_workers: int = operational(2)
+    # how many samples run at once (None: all, bounded only by each role's max_concurrency);
+    # beyond it a sample waits before it starts (atts.runtime.schedule.Concurrent)
+    max_in_flight: int | None = operational(None)
     source_path: str | None = field(default=None, compare=False)
 
     def validate(self) -> None:
@@ -233,6 +236,8 @@ class RunConfig:
         self.sampling.validate("sampling")
         self.calibration.validate("calibration")
         _positive("samples_per_question", self.samples_per_question)
+        if self.max_in_flight is not None:
+            _positive("max_in_flight", self.max_in_flight)
 
     @property
     def calibration_path(self) -> Path:
