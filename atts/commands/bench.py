@@ -35,8 +35,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
+import yaml
 
 from atts.commands.calibrate import calibrate_async, describe, policy_params
 from atts.commands.evaluate import evaluate_async, run_hash
@@ -46,6 +48,7 @@ from atts.method.policies import POLICIES
 from atts.runtime.session import Session, build_roles, close_roles
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text, versions
 from atts.runtime.summary import quantile
+from atts.paths import BENCH_TARGETS
 from atts.records import first_attempt_decision
 
 ROW_ORDER = ("target_only", "draft_only", "atts", "atts_unpipelined", "sync_ranked", "research_schedule")
@@ -137,33 +140,57 @@ def ratios(row: dict, ref: dict | None) -> dict | None:
             "pass@1_diff": (row["pass@1"] - ref["pass@1"]) if row["pass@1"] is not None else None}
 
 
-def check_targets(rows: dict, orch: dict) -> list[dict]:
-    """The issue's targets, each with its measured figure (None: row missing)."""
-    a, t, u = rows.get("atts"), rows.get("target_only"), rows.get("atts_unpipelined")
-    s = rows.get("sync_ranked")
+def _ratio(a: dict | None, b: dict | None, key: str) -> float | None:
+    return a[key] / b[key] if a and b else None
+
+
+# the figures a target may name (configs/bench_targets.yaml): (rows, orchestrator) -> value
+# or None (a row missing), and the digits it is shown with (the goal is met on the exact value)
+MEASURES: dict[str, tuple[Callable[[dict, dict], float | None], int]] = {
+    "atts_wall_over_target_only": (lambda rows, orch: _ratio(rows.get("atts"), rows.get("target_only"),
+                                                             "wall_seconds"), 3),
+    "atts_pass1_minus_target_only": (lambda rows, orch: (rows["atts"]["pass@1"] - rows["target_only"]["pass@1"]
+                                                         if rows.get("atts") and rows.get("target_only") else None), 4),
+    "sync_ranked_wall_over_atts": (lambda rows, orch: _ratio(rows.get("sync_ranked"), rows.get("atts"),
+                                                             "wall_seconds"), 3),
+    "unpipelined_over_pipelined_latency": (lambda rows, orch: _ratio(rows.get("atts_unpipelined"), rows.get("atts"),
+                                                                     "latency_median"), 3),
+    "orchestrator_cpu_fraction_512": (lambda rows, orch: (orch["512"]["cpu_fraction_of_wall"]
+                                                          if orch.get("512") else None), 4),
+    "atts_scoring_cache_hit_rate": (lambda rows, orch: (rows["atts"]["cache_hit_rate_scoring"]
+                                                        if rows.get("atts") else None), 4),
+}
+_OPS = {"<=": lambda x, g: x <= g, ">=": lambda x, g: x >= g}
+
+
+def load_targets(path: Path = BENCH_TARGETS) -> list[dict]:
+    """The planning targets (configs/bench_targets.yaml): measure, label, op, goal; a
+    ConfigError names a bad entry."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the bench targets: {e}") from None
+    targets = (doc or {}).get("targets") if isinstance(doc, dict) else None
+    if not isinstance(targets, list):
+        raise ConfigError(f"{path}: expected `targets:` with a list of entries")
+    for i, t in enumerate(targets):
+        if not isinstance(t, dict) or t.get("measure") not in MEASURES or t.get("op") not in _OPS \
+                or not isinstance(t.get("goal"), (int, float)) or not isinstance(t.get("label"), str):
+            raise ConfigError(f"{path}: targets[{i}]: needs label, measure (one of {', '.join(MEASURES)}), "
+                              f"op (<= or >=) and a numeric goal; got {t!r}")
+    return targets
+
+
+def check_targets(rows: dict, orch: dict, targets: list[dict] | None = None) -> list[dict]:
+    """Each planning target with its measured figure; a target whose rows are missing
+    is left out. ``targets``: default configs/bench_targets.yaml."""
     out = []
-
-    def add(name, value, goal, met):
-        out.append({"target": name, "measured": value, "goal": goal, "met": met})
-
-    if a and t:
-        w = a["wall_seconds"] / t["wall_seconds"]
-        d = a["pass@1"] - t["pass@1"]
-        add("atts wall / target_only wall", round(w, 3), "<= 0.5", w <= 0.5)
-        add("atts pass@1 - target_only pass@1", round(d, 4), ">= -0.02", d >= -0.02)
-    if a and s:
-        x = s["wall_seconds"] / a["wall_seconds"]
-        add("sync_ranked wall / atts wall (same budget)", round(x, 3), ">= 1.5", x >= 1.5)
-    if a and u:
-        x = u["latency_median"] / a["latency_median"]
-        add("unpipelined / pipelined median latency", round(x, 3), ">= 1.3", x >= 1.3)
-    lvl = orch.get("512")
-    if lvl:
-        add("orchestrator CPU / wall at 512 samples", round(lvl["cpu_fraction_of_wall"], 4), "<= 0.02",
-            lvl["cpu_fraction_of_wall"] <= 0.02)
-    if a and a["cache_hit_rate_scoring"] is not None:
-        h = a["cache_hit_rate_scoring"]
-        add("atts scoring prompt tokens from radix cache", round(h, 4), ">= 0.8", h >= 0.8)
+    for t in load_targets() if targets is None else targets:
+        measure, digits = MEASURES[t["measure"]]
+        value = measure(rows, orch)
+        if value is not None:
+            out.append({"target": t["label"], "measured": round(value, digits), "goal": f"{t['op']} {t['goal']}",
+                        "met": _OPS[t["op"]](value, t["goal"])})
     return out
 
 
