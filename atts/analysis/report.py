@@ -39,6 +39,7 @@ from atts.analysis.grade import compute
 from atts.errors import CalibrationError, ReportError, UserError, run_guarded
 from atts.method.conformal import CalibrationFile
 from atts.runtime.store import RunStore, atomic_write_text
+from atts.analysis.render import num, rate_ci
 from atts.records import STATUSES
 
 FLOOR = 1e-6  # PPL - 1 below this is drawn at it (log axis)
@@ -404,17 +405,11 @@ def _inline(text: str) -> str:
 
 
 def _cell(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return str(v)
+    return num(v, missing="–")
 
 
 def _ci(rate: dict) -> str:
-    if not rate or not rate.get("n"):
-        return "–"
-    return f"{rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}]"
+    return rate_ci(rate, missing="–")
 
 
 def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[list]]:

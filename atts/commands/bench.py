@@ -48,6 +48,7 @@ from atts.method.policies import POLICIES
 from atts.runtime.session import Session, build_roles, close_roles
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text, versions
 from atts.runtime.summary import quantile
+from atts.analysis.render import num
 from atts.paths import BENCH_TARGETS
 from atts.records import first_attempt_decision
 
@@ -333,12 +334,6 @@ def write_outputs(out: Path, meta: dict, rows: dict, orch: dict, notes: list[str
     return doc
 
 
-def _f(v, nd=3) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
-
-
 def format_markdown(doc: dict) -> str:
     L = [f"command: `{doc.get('command')}`", "",
          f"{doc.get('n_questions')} questions x {doc.get('samples_per_question')} samples per row; "
@@ -348,18 +343,18 @@ def format_markdown(doc: dict) -> str:
          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
         vt, vr = r.get("vs_target_only") or {}, r.get("vs_research_schedule") or {}
-        L.append(f"| {r['name']} | {_f(r['wall_seconds'], 1)} | {_f(vt.get('speedup_wall'), 2)} | "
-                 f"{_f(vr.get('speedup_wall'), 2)} | {_f(r['latency_median'], 2)} | {_f(r['latency_p90'], 2)} | "
-                 f"{_f(r['samples_per_second'], 2)} | {_f(r['pass@1'])} | {_f(r['takeover_rate'])} | "
-                 f"{_f(r['target_chunk_share'])} | {_f(r['cache_hit_rate_scoring'])} | {_f(r['pre_generated_share'])} |")
+        L.append(f"| {r['name']} | {num(r['wall_seconds'], 1)} | {num(vt.get('speedup_wall'), 2)} | "
+                 f"{num(vr.get('speedup_wall'), 2)} | {num(r['latency_median'], 2)} | {num(r['latency_p90'], 2)} | "
+                 f"{num(r['samples_per_second'], 2)} | {num(r['pass@1'])} | {num(r['takeover_rate'])} | "
+                 f"{num(r['target_chunk_share'])} | {num(r['cache_hit_rate_scoring'])} | {num(r['pre_generated_share'])} |")
     L += ["", "x target_only / x research: speedup in wall time (reference wall / row wall).", ""]
     if doc["orchestrator"]:
         L += ["| concurrent samples | wall s | client CPU / wall | CPU ms / request | loop lag p50 / p99 / max ms | RSS MB |",
               "|---|---|---|---|---|---|"]
         for n, o in doc["orchestrator"].items():
-            L.append(f"| {n} | {_f(o['wall_seconds'], 1)} | {_f(o['cpu_fraction_of_wall'], 4)} | "
-                     f"{_f(o['cpu_ms_per_request'], 2)} | {_f(o['loop_lag_ms_p50'], 1)} / {_f(o['loop_lag_ms_p99'], 1)}"
-                     f" / {_f(o['loop_lag_ms_max'], 1)} | {_f(o['rss_mb'], 0)} |")
+            L.append(f"| {n} | {num(o['wall_seconds'], 1)} | {num(o['cpu_fraction_of_wall'], 4)} | "
+                     f"{num(o['cpu_ms_per_request'], 2)} | {num(o['loop_lag_ms_p50'], 1)} / {num(o['loop_lag_ms_p99'], 1)}"
+                     f" / {num(o['loop_lag_ms_max'], 1)} | {num(o['rss_mb'], 0)} |")
         L.append("")
     L += ["| target | measured | goal | met |", "|---|---|---|---|"]
     for t in doc["targets"]:

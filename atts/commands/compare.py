@@ -37,6 +37,7 @@ from atts.errors import ConfigError, run_guarded
 from atts.method.policies import POLICIES
 from atts.runtime.session import Session
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text
+from atts.analysis.render import num, with_ci
 from atts.records import COMPLETE
 
 ROW_KEYS = ("name", "policy", "pass@1", "maj@k", "pass@k", "takeover_rate", "n_samples_completed", "wall_seconds",
@@ -140,29 +141,20 @@ def _params(cfg: RunConfig) -> dict:
     return cfg.to_dict()["policy"]
 
 
-def _fmt(v, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
 def markdown(rows: list[dict], k: int) -> str:
     head = (f"| policy | pass@1 | maj@{k} | pass@{k} | takeover rate [95%] | target share of generated tokens | "
             "draft tokens gen + scored | target tokens gen + scored + judged | median / p90 latency s | wall s | samples/s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         t = r["tokens"]
-        tr = "-" if r["takeover_rate"] is None else (f"{r['takeover_rate']:.3f} [{r['takeover_interval'][0]:.2f}, "
-                                                     f"{r['takeover_interval'][1]:.2f}]")
+        tr = with_ci(r["takeover_rate"], r["takeover_interval"], 3, ci_digits=2)
         name = r["name"] if r["name"] == r["policy"] else f"{r['name']} ({r['policy']})"
         lines.append(
-            f"| {name} | {_fmt(r['pass@1'])} | {_fmt(r['maj@k'])} | {_fmt(r['pass@k'])} | {tr} | "
-            f"{_fmt(r['target_token_share'])} | {t.get('draft_generated', 0)} + {t.get('draft_scored', 0)} | "
+            f"| {name} | {num(r['pass@1'])} | {num(r['maj@k'])} | {num(r['pass@k'])} | {tr} | "
+            f"{num(r['target_token_share'])} | {t.get('draft_generated', 0)} + {t.get('draft_scored', 0)} | "
             f"{t.get('target_generated', 0)} + "
-            f"{t.get('target_scored', 0)} + {t.get('target_judged', 0)} | {_fmt(r['latency_median'], 1)} / "
-            f"{_fmt(r['latency_p90'], 1)} | {_fmt(r['wall_seconds'], 1)} | {_fmt(r['throughput_samples_per_s'], 2)} |")
+            f"{t.get('target_scored', 0)} + {t.get('target_judged', 0)} | {num(r['latency_median'], 1)} / "
+            f"{num(r['latency_p90'], 1)} | {num(r['wall_seconds'], 1)} | {num(r['throughput_samples_per_s'], 2)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -211,8 +203,8 @@ async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, pro
             s = await evaluate_async(e.cfg, roles, calibration=cal, progress=progress, command=command)
             records = list(RunStore(e.cfg.output_dir).completed().values())
             rows.append(row_of(e.label, e.cfg, s, records))
-            print(f"atts compare: {e.label}: pass@1 {_fmt(s['pass@1'])}, takeover "
-                  f"{_fmt(s['takeover_rate']['rate'])}", file=sys.stderr)
+            print(f"atts compare: {e.label}: pass@1 {num(s['pass@1'])}, takeover "
+                  f"{num(s['takeover_rate']['rate'])}", file=sys.stderr)
     k = base.samples_per_question
     result = {
         "command": command, "config": base.source_path, "dataset": base.dataset.name, "split": base.dataset.split,
