@@ -8,8 +8,8 @@ re-extractions or judge verdicts stored beside them) and writes, to ``--output``
 - ``report.md`` and ``report.html`` (the same content; the HTML embeds the plots);
 - ``calibration_ppl_<run>.png``: the calibration PPLs and the takeover threshold(s), with
   the PPLs of the draft chunks judged during evaluation overlaid;
-- ``takeover_by_turn.png``: the observed takeover rate by turn with its 95% Wilson
-  interval, against alpha;
+- ``takeover_by_turn.png``: the observed takeover rate by turn with its clustered 95%
+  interval (summary.json's cluster bootstrap over questions), against alpha;
 - ``pareto.png`` (several runs): accuracy against median sample latency;
 - ``timeline_<run>.png``: a Gantt chart of a few samples' requests over wall time (queue
   wait hatched, service solid), which shows the samples running concurrently;
@@ -39,7 +39,7 @@ from atts.analysis.grade import compute
 from atts.errors import CalibrationError, ReportError, UserError, run_guarded
 from atts.method.conformal import CalibrationFile
 from atts.runtime.store import RunStore, atomic_write_text
-from atts.analysis.render import num, rate_ci
+from atts.analysis.render import num, rate_ci, with_ci
 from atts.records import STATUSES
 
 FLOOR = 1e-6  # PPL - 1 below this is drawn at it (log axis)
@@ -235,7 +235,8 @@ def plot_takeover_by_turn(runs: list[Run], path: Path) -> Path | None:
         t = [x["turn"] + 0.08 * i for x in rows]
         rate = [x["rate"] for x in rows]
         ax.fill_between(t, [x["low"] for x in rows], [x["high"] for x in rows], alpha=0.2, step=None)
-        ax.plot(t, rate, marker="o", label=f"{r.label} (95% Wilson band)")
+        kind = "cluster-bootstrap" if any(x.get("interval") == "cluster_bootstrap" for x in rows) else "Wilson"
+        ax.plot(t, rate, marker="o", label=f"{r.label} (95% {kind} band)")  # summaries before issue 13: Wilson
         for x, tt in zip(rows, t):
             ax.annotate(f"n={x['n']}", (tt, x["rate"]), textcoords="offset points", xytext=(0, 7), ha="center",
                         fontsize=7)
@@ -412,6 +413,12 @@ def _ci(rate: dict) -> str:
     return rate_ci(rate, missing="–")
 
 
+def _metric_ci(summary: dict, metric: str) -> str:
+    """``value [low, high]`` from summary.json's ``<metric>`` and ``<metric>_ci`` (the
+    value alone in a summary written before the intervals)."""
+    return with_ci(summary.get(metric), summary.get(f"{metric}_ci"), missing="–")
+
+
 def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[list]]:
     header = ["run", "answer field", "grader", "samples", "pass@1", "maj@k", "pass@k", "no answer / unclear"]
     rows = []
@@ -446,15 +453,15 @@ def judge_metrics(j: dict) -> dict:
 
 
 def summary_rows(runs: list[Run]) -> tuple[list[str], list[list]]:
-    header = ["run", "dataset", "questions x K", "completed", "failed", "pass@1", "maj@k", "pass@k", "alpha",
+    header = ["run", "dataset", "questions x K", "completed", "failed", "pass@1 [95%]", "maj@k [95%]", "pass@k [95%]", "alpha",
               "takeover rate [95%]", "target chunk share", "latency median (s)", "latency p90 (s)", "wall (s)",
               "samples/s"]
     rows = []
     for r in runs:
         s = r.summary
         rows.append([r.label, s.get("dataset"), f"{s.get('n_questions')} x {s.get('samples_per_question')}",
-                     s.get("n_samples_completed"), s.get("n_failed"), s.get("pass@1"), s.get("maj@k"),
-                     s.get("pass@k"), s.get("alpha"), _ci(s.get("takeover_rate")), s.get("target_chunk_share"),
+                     s.get("n_samples_completed"), s.get("n_failed"), *(_metric_ci(s, m) for m in ("pass@1", "maj@k", "pass@k")),
+                     s.get("alpha"), _ci(s.get("takeover_rate")), s.get("target_chunk_share"),
                      s.get("latency_median"), s.get("latency_p90"), s.get("wall_seconds"),
                      s.get("samples_per_second")])
     return header, rows
@@ -480,8 +487,9 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
     doc.h(2, "Summary")
     doc.table(*summary_rows(runs))
     doc.p("pass@1: mean correctness over samples; maj@k: the most common answer per question; pass@k: any sample "
-          "per question. Takeover rate: share of draft chunks (first attempt of a turn) the target took over, with "
-          "its 95% Wilson interval. Latency: wall time of one sample, submission of its first request to its "
+          "per question. Takeover rate: share of draft chunks (first attempt of a turn) the target took over. "
+          "[95%]: a cluster bootstrap over questions (summary.json `<metric>_ci`; Wilson's interval only where "
+          "fewer than two questions made takeover decisions). Latency: wall time of one sample, submission of its first request to its "
           "answer.")
     doc.h(2, "Accuracy by answer field and grader")
     doc.table(*accuracy_rows(runs, legacy))
@@ -503,8 +511,8 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
         doc.img(p, "takeover rate by turn with 95% band against alpha")
         for r in runs:
             if r.summary.get("takeover_rate_by_turn"):
-                doc.table(["turn", "decisions", "takeovers", "rate", "95% low", "95% high"],
-                          [[t["turn"], t["n"], t["k"], t["rate"], t["low"], t["high"]]
+                doc.table(["turn", "decisions", "takeovers", "rate", "95% low", "95% high", "interval"],
+                          [[t["turn"], t["n"], t["k"], t["rate"], t["low"], t["high"], t.get("interval", "wilson")]
                            for t in r.summary["takeover_rate_by_turn"]])
 
     for r in runs:

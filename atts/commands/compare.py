@@ -7,9 +7,13 @@ and samples with the same per-request seeds (`atts.runner.request_seed`), each a
 normal resumable run in ``DIR/<label>/``. Calibrated policies share a calibration file
 when their scores are the same quantity (``DIR/calibration-<kind>-<hash>.json``, made
 once if missing). Then:
-    DIR/compare.json   {"rows": [{name, policy, pass@1, maj@k, pass@k, takeover_rate,
-                        n_samples_completed, wall_seconds, latency_median, latency_p90,
-                        target_token_share, tokens, throughput ...}], ...}
+    DIR/compare.json   {"rows": [{name, policy, pass@1, maj@k, pass@k (each with its
+                        <metric>_ci), takeover_rate, takeover_interval (clustered:
+                        takeover_interval_kind), n_samples_completed, wall_seconds,
+                        latency_median, latency_p90, target_token_share, tokens,
+                        throughput ...}], ...}
+    (the 95% intervals are summary.json's: a cluster bootstrap over questions; Wilson
+    only where fewer than two questions made takeover decisions)
     DIR/compare.md     the same table in Markdown
     DIR/compare.png    accuracy versus median sample latency (and versus the target's
                        share of generated tokens)
@@ -40,7 +44,8 @@ from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text
 from atts.analysis.render import num, with_ci
 from atts.records import COMPLETE
 
-ROW_KEYS = ("name", "policy", "pass@1", "maj@k", "pass@k", "takeover_rate", "n_samples_completed", "wall_seconds",
+ROW_KEYS = ("name", "policy", "pass@1", "pass@1_ci", "maj@k", "maj@k_ci", "pass@k", "pass@k_ci", "takeover_rate",
+            "takeover_interval", "takeover_interval_kind", "n_samples_completed", "wall_seconds",
             "latency_median", "latency_p90", "target_token_share")
 
 
@@ -125,7 +130,10 @@ def row_of(label: str, cfg: RunConfig, summary: dict, records: list[dict]) -> di
     return {
         "name": label, "policy": cfg.policy.name, "params": _params(cfg),
         "pass@1": summary["pass@1"], "maj@k": summary["maj@k"], "pass@k": summary["pass@k"],
+        # the clustered 95% intervals summary.json holds (None in a summary written before them)
+        "pass@1_ci": summary.get("pass@1_ci"), "maj@k_ci": summary.get("maj@k_ci"), "pass@k_ci": summary.get("pass@k_ci"),
         "takeover_rate": tr["rate"], "takeover_interval": [tr["low"], tr["high"]], "takeover_decisions": tr["n"],
+        "takeover_interval_kind": tr.get("interval", "wilson"),
         "n_samples_completed": summary["n_samples_completed"], "n_failed": summary["n_failed"],
         "wall_seconds": span, "latency_median": summary["latency_median"], "latency_p90": summary["latency_p90"],
         "target_token_share": tok["target_generated"] / gen if gen else None,
@@ -142,7 +150,7 @@ def _params(cfg: RunConfig) -> dict:
 
 
 def markdown(rows: list[dict], k: int) -> str:
-    head = (f"| policy | pass@1 | maj@{k} | pass@{k} | takeover rate [95%] | target share of generated tokens | "
+    head = (f"| policy | pass@1 [95%] | maj@{k} [95%] | pass@{k} [95%] | takeover rate [95%] | target share of generated tokens | "
             "draft tokens gen + scored | target tokens gen + scored + judged | median / p90 latency s | wall s | samples/s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -150,12 +158,14 @@ def markdown(rows: list[dict], k: int) -> str:
         tr = with_ci(r["takeover_rate"], r["takeover_interval"], 3, ci_digits=2)
         name = r["name"] if r["name"] == r["policy"] else f"{r['name']} ({r['policy']})"
         lines.append(
-            f"| {name} | {num(r['pass@1'])} | {num(r['maj@k'])} | {num(r['pass@k'])} | {tr} | "
+            f"| {name} | {with_ci(r['pass@1'], r.get('pass@1_ci'), 3, 2)} | {with_ci(r['maj@k'], r.get('maj@k_ci'), 3, 2)} | "
+            f"{with_ci(r['pass@k'], r.get('pass@k_ci'), 3, 2)} | {tr} | "
             f"{num(r['target_token_share'])} | {t.get('draft_generated', 0)} + {t.get('draft_scored', 0)} | "
             f"{t.get('target_generated', 0)} + "
             f"{t.get('target_scored', 0)} + {t.get('target_judged', 0)} | {num(r['latency_median'], 1)} / "
             f"{num(r['latency_p90'], 1)} | {num(r['wall_seconds'], 1)} | {num(r['throughput_samples_per_s'], 2)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + ("[95%]: cluster-bootstrap intervals over questions (summary.json `<metric>_ci`; "
+                                        "a takeover interval is Wilson's where fewer than two questions made decisions)\n")
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
