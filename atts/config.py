@@ -22,13 +22,13 @@ import yaml
 
 from atts.errors import ConfigError
 from atts.method.policies import POLICIES
+from atts.paths import REPO_ROOT  # noqa: F401  (re-exported: atts.config.REPO_ROOT keeps working)
 from atts.serving.spec import ServerSpec
 from atts.tasks.datasets import DATASETS
 
 
 # ----------------------------------------------------------------------------- sections
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def resolve_model(name: str) -> str:

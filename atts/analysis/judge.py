@@ -98,7 +98,7 @@ async def judge(run_dir: Path, settings: LLMSettings, *, field_name: str = "answ
     doc.update({"format": FORMAT, "answer_field": field_name, "prompt": PROMPT_VERSION,
                 "metric": "anyone_check: a question counts as solved if the judge says any of its answers matches"})
     todo = todo_of(doc, current, settings.model, force)
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred: tqdm only when there is work to show
 
     bar = tqdm(total=len(todo), desc=f"judge ({settings.model})", unit="question", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)

@@ -89,7 +89,7 @@ async def reextract(run_dir: Path, settings: LLMSettings, *, field_name: str = "
     store = RunStore(run_dir)
     records = store.completed()
     todo = [k for k, r in records.items() if needs_work(r, field_name, settings.model, force)]
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred: tqdm only when there is work to show
 
     bar = tqdm(total=len(todo), desc=f"re-extract ({settings.model})", unit="sample", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)

@@ -141,10 +141,10 @@ def timeline_samples(records: list[dict], n: int) -> list[dict]:
 # ---------------------------------------------------------------- plots
 
 def _plt():
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is heavy and only needed to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: after matplotlib.use("Agg")
 
     plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100})
     return plt
@@ -153,8 +153,8 @@ def _plt():
 def _save(fig, path: Path) -> Path:
     """PNG with a 256-colour palette: plots have few colours, and the file is a third
     of the size (reports are committed and embedded in HTML)."""
-    import matplotlib.pyplot as plt
-    from PIL import Image
+    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only needed to draw
+    from PIL import Image  # deferred: Pillow, only to shrink a drawn image
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
@@ -195,7 +195,7 @@ def plot_calibration(run: Run, path: Path, max_panels: int = 6) -> Path:
     rows = (len(panels) + cols - 1) // cols
     size = (4.2 * cols, 3.2 * rows) if len(panels) > 1 else (7.5, 4.5)
     fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
-    import numpy as np
+    import numpy as np  # deferred: numpy, only for the plots
 
     # x = PPL - 1 on a log scale: chunks the target finds near-certain sit at PPL ~ 1 and
     # the threshold can be 1.00001, invisible on a linear PPL axis
@@ -245,7 +245,7 @@ def plot_takeover_by_turn(runs: list[Run], path: Path) -> Path | None:
     for a in sorted(alphas):
         ax.axhline(a, color="black", linestyle="--", linewidth=1.2, label=f"alpha = {a}")
     ax.set_xlabel("turn")
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: matplotlib is heavy and only needed to draw
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("takeover rate (first attempt)")
@@ -289,7 +289,7 @@ def plot_timeline(run: Run, path: Path, n: int = 6) -> Path | None:
     if not recs:
         return None
     plt = _plt()
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # deferred: matplotlib is heavy and only needed to draw
 
     t0 = min(r["started"] for r in recs)
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(recs) + 1.6))
@@ -320,7 +320,7 @@ def plot_timeline(run: Run, path: Path, n: int = 6) -> Path | None:
 
 def plot_tokens(runs: list[Run], path: Path) -> Path:
     plt = _plt()
-    import numpy as np
+    import numpy as np  # deferred: numpy, only for the plots
 
     cats = [("draft generated", lambda t: t["draft"]["generated"], "#4C72B0"),
             ("target generated", lambda t: t["target"]["generated"], "#C44E52"),

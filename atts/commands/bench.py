@@ -227,7 +227,7 @@ class LoopLag:
 
 
 def rss_bytes() -> int:
-    import psutil
+    import psutil  # deferred: psutil is only needed when the bench measures memory
 
     return psutil.Process().memory_info().rss
 

@@ -170,10 +170,10 @@ def markdown(rows: list[dict], k: int) -> str:
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
     """pass@1 against median sample latency, and against the target's token share."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is heavy and only needed to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: after matplotlib.use("Agg")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     for ax, key, xlabel in ((axes[0], "latency_median", "median sample latency (s)"),
