@@ -10,6 +10,9 @@
     atts report RUN_DIR [RUN_DIR ...]                         (atts.analysis.report)
     atts grade DIR --dataset NAME --samples-per-question K    = python -m atts.compute_accuracy
     atts reextract RUN_DIR                                    = python -m atts.reextract
+
+    run, evaluate, calibrate, compare and bench take --max-in-flight N: at most N samples
+    at once (the config key max_in_flight; it does not change the run's identity)
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from atts import DISTRIBUTION, __version__
 from atts.commands.calibrate import calibrate_async, describe, policy_params
 from atts.commands.evaluate import add_eval_args, config_from_args, evaluate_async, format_summary, preflight
-from atts.errors import run_guarded
+from atts.errors import UserError, run_guarded
 from atts.method.policies import POLICIES
 from atts.runtime.session import Session
 
@@ -62,8 +65,38 @@ SUBCOMMANDS = {
 }
 
 
+# ---- --max-in-flight (issue 12 item 7) -------------------------------------------------
+MAX_IN_FLIGHT_COMMANDS = ("run", "evaluate", "calibrate", "compare", "bench")
+
+
+def max_in_flight_as_set(argv: list[str]) -> list[str]:
+    """``--max-in-flight N`` (or ``=N``) of the commands that run samples, as the config
+    override ``--set max_in_flight=N``; UserError unless N is a positive integer."""
+    if not argv or argv[0] not in MAX_IN_FLIGHT_COMMANDS:
+        return argv
+    out, i = [argv[0]], 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--max-in-flight" or a.startswith("--max-in-flight="):
+            v = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in a else 2
+            if not v.isdigit() or int(v) <= 0:
+                raise UserError(f"--max-in-flight: expected a positive integer, got {v!r}")
+            out += ["--set", f"max_in_flight={int(v)}"]
+        else:
+            out.append(a)
+            i += 1
+    return out
+# ---- end --max-in-flight ----------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = max_in_flight_as_set(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)  # the guard's one line (atts.errors.run_guarded)
+        return e.exit_code
     ap = argparse.ArgumentParser(prog="atts", description=__doc__.split("\n\n")[0])
     ap.add_argument("--version", action="version", version=f"atts {__version__} ({DISTRIBUTION})")
     sub = ap.add_subparsers(dest="cmd", required=True)

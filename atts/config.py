@@ -22,13 +22,13 @@ import yaml
 
 from atts.errors import ConfigError
 from atts.method.policies import POLICIES
+from atts.paths import REPO_ROOT  # noqa: F401  (re-exported: atts.config.REPO_ROOT keeps working)
 from atts.serving.spec import ServerSpec
 from atts.tasks.datasets import DATASETS
 
 
 # ----------------------------------------------------------------------------- sections
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def resolve_model(name: str) -> str:
@@ -223,6 +223,9 @@ class RunConfig:
     output_dir: str = operational("results/run")
     server_start_timeout_s: float = operational(600.0)
     grading_workers: int = operational(2)
+    # how many samples run at once (None: all, bounded only by each role's max_concurrency);
+    # beyond it a sample waits before it starts (atts.runtime.schedule.Concurrent)
+    max_in_flight: int | None = operational(None)
     source_path: str | None = field(default=None, compare=False)
 
     def validate(self) -> None:
@@ -233,6 +236,8 @@ class RunConfig:
         self.sampling.validate("sampling")
         self.calibration.validate("calibration")
         _positive("samples_per_question", self.samples_per_question)
+        if self.max_in_flight is not None:
+            _positive("max_in_flight", self.max_in_flight)
 
     @property
     def calibration_path(self) -> Path:

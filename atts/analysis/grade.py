@@ -43,6 +43,7 @@ from atts.errors import GradeError, UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 from atts.tasks.datasets import load_questions
 from atts.tasks.grading import Grader, accuracy, extract_answer
+from atts.records import is_complete
 
 # research history entry roles whose text is part of the answer (the PPL scoring is not)
 _GENERATED = {"small", "eval_generate", "draft", "target_generate"}
@@ -127,7 +128,7 @@ def _read_run(d: Path) -> tuple[list[Sample], dict]:
     manifest = json.loads((d / "manifest.json").read_text())
     out = []
     for key, rec in sorted(RunStore(d).completed().items()):
-        if rec.get("status") not in ("done", "truncated"):
+        if not is_complete(rec):
             continue
         answers = {"answer": rec.get("answer"), "ours": extract_answer(rec.get("text"), rec.get("kind", "math"))}
         for name, a in (rec.get("answers") or {}).items():

@@ -27,6 +27,7 @@ from pathlib import Path
 from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, add_llm_args, check_run_dir
 from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
+from atts.records import is_complete
 
 FORMAT = "atts-judge/1"
 PROMPT_VERSION = "atts-anyone-check/1"
@@ -50,7 +51,7 @@ def questions_of(records: dict[str, dict], field_name: str) -> dict[str, dict]:
     by_q = defaultdict(list)
     for key in sorted(records):
         r = records[key]
-        if r.get("status") in ("done", "truncated"):
+        if is_complete(r):
             by_q[r["question_index"]].append(r)
     return {str(q): {"question_index": q, "gold": rs[0].get("gold"), "answers": [answer_of(r, field_name) for r in rs]}
             for q, rs in sorted(by_q.items())}
@@ -97,7 +98,7 @@ async def judge(run_dir: Path, settings: LLMSettings, *, field_name: str = "answ
     doc.update({"format": FORMAT, "answer_field": field_name, "prompt": PROMPT_VERSION,
                 "metric": "anyone_check: a question counts as solved if the judge says any of its answers matches"})
     todo = todo_of(doc, current, settings.model, force)
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred: tqdm only when there is work to show
 
     bar = tqdm(total=len(todo), desc=f"judge ({settings.model})", unit="question", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)

@@ -75,7 +75,7 @@ class LLMClient:
     connection errors, 429 and 5xx with backoff (``retries`` times)."""
 
     def __init__(self, settings: LLMSettings, concurrency: int = 8):
-        from openai import AsyncOpenAI
+        from openai import AsyncOpenAI  # deferred: the openai client is optional (LLM re-extraction and judge only)
 
         self.settings = settings
         self._sem = asyncio.Semaphore(max(1, concurrency))

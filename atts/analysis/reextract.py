@@ -33,6 +33,7 @@ from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, add_llm_ar
 from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 from atts.tasks.grading import Grader, extract_boxed
+from atts.records import is_complete
 
 PROMPT_VERSION = "atts-extract/1"
 SYSTEM = "Extract the final answer."
@@ -62,7 +63,7 @@ def parse_reply(text: str) -> str | None:
 
 
 def needs_work(record: dict, field_name: str, model: str, force: bool) -> bool:
-    if record.get("status") not in ("done", "truncated"):
+    if not is_complete(record):
         return False
     have = (record.get("answers") or {}).get(field_name)
     return force or not have or have.get("model") != model or "error" in have
@@ -88,7 +89,7 @@ async def reextract(run_dir: Path, settings: LLMSettings, *, field_name: str = "
     store = RunStore(run_dir)
     records = store.completed()
     todo = [k for k, r in records.items() if needs_work(r, field_name, settings.model, force)]
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred: tqdm only when there is work to show
 
     bar = tqdm(total=len(todo), desc=f"re-extract ({settings.model})", unit="sample", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)

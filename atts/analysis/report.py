@@ -8,8 +8,8 @@ re-extractions or judge verdicts stored beside them) and writes, to ``--output``
 - ``report.md`` and ``report.html`` (the same content; the HTML embeds the plots);
 - ``calibration_ppl_<run>.png``: the calibration PPLs and the takeover threshold(s), with
   the PPLs of the draft chunks judged during evaluation overlaid;
-- ``takeover_by_turn.png``: the observed takeover rate by turn with its 95% Wilson
-  interval, against alpha;
+- ``takeover_by_turn.png``: the observed takeover rate by turn with its clustered 95%
+  interval (summary.json's cluster bootstrap over questions), against alpha;
 - ``pareto.png`` (several runs): accuracy against median sample latency;
 - ``timeline_<run>.png``: a Gantt chart of a few samples' requests over wall time (queue
   wait hatched, service solid), which shows the samples running concurrently;
@@ -39,6 +39,8 @@ from atts.analysis.grade import compute
 from atts.errors import CalibrationError, ReportError, UserError, run_guarded
 from atts.method.conformal import CalibrationFile
 from atts.runtime.store import RunStore, atomic_write_text
+from atts.analysis.render import num, rate_ci, with_ci
+from atts.records import STATUSES
 
 FLOOR = 1e-6  # PPL - 1 below this is drawn at it (log axis)
 ROLE_COLOURS = {("draft", "generate"): "#4C72B0", ("target", "score"): "#DD8452", ("target", "generate"): "#C44E52"}
@@ -77,7 +79,7 @@ def load_run(d: Path) -> Run:
     if not (d / "summary.json").is_file():
         raise ReportError(f"{d}: no summary.json (the run has not finished once; rerun it to resume)")
     summary = store.read("summary.json")
-    records = [r for r in store.completed().values() if r.get("status") in ("done", "truncated", "failed")]
+    records = [r for r in store.completed().values() if r.get("status") in STATUSES]
     cal, note = _load_calibration(manifest)
     judges = [json.loads(p.read_text()) for p in sorted(d.glob("judge_*.json"))]
     return Run(d, d.name, manifest, summary, records, cal, note, judges=judges)
@@ -139,10 +141,10 @@ def timeline_samples(records: list[dict], n: int) -> list[dict]:
 # ---------------------------------------------------------------- plots
 
 def _plt():
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is heavy and only needed to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: after matplotlib.use("Agg")
 
     plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100})
     return plt
@@ -151,8 +153,8 @@ def _plt():
 def _save(fig, path: Path) -> Path:
     """PNG with a 256-colour palette: plots have few colours, and the file is a third
     of the size (reports are committed and embedded in HTML)."""
-    import matplotlib.pyplot as plt
-    from PIL import Image
+    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only needed to draw
+    from PIL import Image  # deferred: Pillow, only to shrink a drawn image
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
@@ -193,7 +195,7 @@ def plot_calibration(run: Run, path: Path, max_panels: int = 6) -> Path:
     rows = (len(panels) + cols - 1) // cols
     size = (4.2 * cols, 3.2 * rows) if len(panels) > 1 else (7.5, 4.5)
     fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
-    import numpy as np
+    import numpy as np  # deferred: numpy, only for the plots
 
     # x = PPL - 1 on a log scale: chunks the target finds near-certain sit at PPL ~ 1 and
     # the threshold can be 1.00001, invisible on a linear PPL axis
@@ -233,7 +235,8 @@ def plot_takeover_by_turn(runs: list[Run], path: Path) -> Path | None:
         t = [x["turn"] + 0.08 * i for x in rows]
         rate = [x["rate"] for x in rows]
         ax.fill_between(t, [x["low"] for x in rows], [x["high"] for x in rows], alpha=0.2, step=None)
-        ax.plot(t, rate, marker="o", label=f"{r.label} (95% Wilson band)")
+        kind = "cluster-bootstrap" if any(x.get("interval") == "cluster_bootstrap" for x in rows) else "Wilson"
+        ax.plot(t, rate, marker="o", label=f"{r.label} (95% {kind} band)")  # summaries before issue 13: Wilson
         for x, tt in zip(rows, t):
             ax.annotate(f"n={x['n']}", (tt, x["rate"]), textcoords="offset points", xytext=(0, 7), ha="center",
                         fontsize=7)
@@ -242,7 +245,7 @@ def plot_takeover_by_turn(runs: list[Run], path: Path) -> Path | None:
     for a in sorted(alphas):
         ax.axhline(a, color="black", linestyle="--", linewidth=1.2, label=f"alpha = {a}")
     ax.set_xlabel("turn")
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: matplotlib is heavy and only needed to draw
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("takeover rate (first attempt)")
@@ -286,7 +289,7 @@ def plot_timeline(run: Run, path: Path, n: int = 6) -> Path | None:
     if not recs:
         return None
     plt = _plt()
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # deferred: matplotlib is heavy and only needed to draw
 
     t0 = min(r["started"] for r in recs)
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(recs) + 1.6))
@@ -317,7 +320,7 @@ def plot_timeline(run: Run, path: Path, n: int = 6) -> Path | None:
 
 def plot_tokens(runs: list[Run], path: Path) -> Path:
     plt = _plt()
-    import numpy as np
+    import numpy as np  # deferred: numpy, only for the plots
 
     cats = [("draft generated", lambda t: t["draft"]["generated"], "#4C72B0"),
             ("target generated", lambda t: t["target"]["generated"], "#C44E52"),
@@ -403,17 +406,17 @@ def _inline(text: str) -> str:
 
 
 def _cell(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return str(v)
+    return num(v, missing="–")
 
 
 def _ci(rate: dict) -> str:
-    if not rate or not rate.get("n"):
-        return "–"
-    return f"{rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}]"
+    return rate_ci(rate, missing="–")
+
+
+def _metric_ci(summary: dict, metric: str) -> str:
+    """``value [low, high]`` from summary.json's ``<metric>`` and ``<metric>_ci`` (the
+    value alone in a summary written before the intervals)."""
+    return with_ci(summary.get(metric), summary.get(f"{metric}_ci"), missing="–")
 
 
 def accuracy_rows(runs: list[Run], legacy: list[dict]) -> tuple[list[str], list[list]]:
@@ -450,15 +453,15 @@ def judge_metrics(j: dict) -> dict:
 
 
 def summary_rows(runs: list[Run]) -> tuple[list[str], list[list]]:
-    header = ["run", "dataset", "questions x K", "completed", "failed", "pass@1", "maj@k", "pass@k", "alpha",
+    header = ["run", "dataset", "questions x K", "completed", "failed", "pass@1 [95%]", "maj@k [95%]", "pass@k [95%]", "alpha",
               "takeover rate [95%]", "target chunk share", "latency median (s)", "latency p90 (s)", "wall (s)",
               "samples/s"]
     rows = []
     for r in runs:
         s = r.summary
         rows.append([r.label, s.get("dataset"), f"{s.get('n_questions')} x {s.get('samples_per_question')}",
-                     s.get("n_samples_completed"), s.get("n_failed"), s.get("pass@1"), s.get("maj@k"),
-                     s.get("pass@k"), s.get("alpha"), _ci(s.get("takeover_rate")), s.get("target_chunk_share"),
+                     s.get("n_samples_completed"), s.get("n_failed"), *(_metric_ci(s, m) for m in ("pass@1", "maj@k", "pass@k")),
+                     s.get("alpha"), _ci(s.get("takeover_rate")), s.get("target_chunk_share"),
                      s.get("latency_median"), s.get("latency_p90"), s.get("wall_seconds"),
                      s.get("samples_per_second")])
     return header, rows
@@ -484,8 +487,9 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
     doc.h(2, "Summary")
     doc.table(*summary_rows(runs))
     doc.p("pass@1: mean correctness over samples; maj@k: the most common answer per question; pass@k: any sample "
-          "per question. Takeover rate: share of draft chunks (first attempt of a turn) the target took over, with "
-          "its 95% Wilson interval. Latency: wall time of one sample, submission of its first request to its "
+          "per question. Takeover rate: share of draft chunks (first attempt of a turn) the target took over. "
+          "[95%]: a cluster bootstrap over questions (summary.json `<metric>_ci`; Wilson's interval only where "
+          "fewer than two questions made takeover decisions). Latency: wall time of one sample, submission of its first request to its "
           "answer.")
     doc.h(2, "Accuracy by answer field and grader")
     doc.table(*accuracy_rows(runs, legacy))
@@ -507,8 +511,8 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
         doc.img(p, "takeover rate by turn with 95% band against alpha")
         for r in runs:
             if r.summary.get("takeover_rate_by_turn"):
-                doc.table(["turn", "decisions", "takeovers", "rate", "95% low", "95% high"],
-                          [[t["turn"], t["n"], t["k"], t["rate"], t["low"], t["high"]]
+                doc.table(["turn", "decisions", "takeovers", "rate", "95% low", "95% high", "interval"],
+                          [[t["turn"], t["n"], t["k"], t["rate"], t["low"], t["high"], t.get("interval", "wilson")]
                            for t in r.summary["takeover_rate_by_turn"]])
 
     for r in runs:

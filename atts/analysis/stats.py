@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from atts.tasks.grading import normalise_answer
+from atts.records import first_attempt_decision
 
 N_BOOT = 2000  # replicates: the 2.5% / 97.5% percentiles then move by < 0.005 between seeds at n = 100 questions
 LEVEL = 0.95
@@ -185,7 +186,7 @@ def metrics_with_intervals(records: Sequence[dict], samples_per_question: int, *
     for q in qs:
         for r in by_q[q]:
             for s in r.get("steps") or ():
-                if s.get("attempt") == 0 and s.get("decision"):
+                if first_attempt_decision(s):
                     cell = dec[q][s["turn"]]
                     cell[0] += s["decision"] == "takeover"
                     cell[1] += 1

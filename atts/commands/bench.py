@@ -35,8 +35,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
+import yaml
 
 from atts.commands.calibrate import calibrate_async, describe, policy_params
 from atts.commands.evaluate import evaluate_async, run_hash
@@ -46,6 +48,9 @@ from atts.method.policies import POLICIES
 from atts.runtime.session import Session, build_roles, close_roles
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text, versions
 from atts.runtime.summary import quantile
+from atts.analysis.render import num
+from atts.paths import BENCH_TARGETS
+from atts.records import first_attempt_decision
 
 ROW_ORDER = ("target_only", "draft_only", "atts", "atts_unpipelined", "sync_ranked", "research_schedule")
 DEFAULT_LEVELS = (64, 256, 512, 1024)
@@ -102,7 +107,7 @@ def scoring_cache(records: list[dict]) -> dict:
 
 def row_figures(name: str, summary: dict, records: list[dict]) -> dict:
     steps = [s for r in records for s in r["steps"]]
-    first = [s for s in steps if s.get("attempt") == 0 and s.get("decision")]
+    first = [s for s in steps if first_attempt_decision(s)]
     tr = summary["takeover_rate"]
     cache = scoring_cache(records)
     return {
@@ -136,45 +141,76 @@ def ratios(row: dict, ref: dict | None) -> dict | None:
             "pass@1_diff": (row["pass@1"] - ref["pass@1"]) if row["pass@1"] is not None else None}
 
 
-def check_targets(rows: dict, orch: dict) -> list[dict]:
-    """The issue's targets, each with its measured figure (None: row missing)."""
-    a, t, u = rows.get("atts"), rows.get("target_only"), rows.get("atts_unpipelined")
-    s = rows.get("sync_ranked")
+def _ratio(a: dict | None, b: dict | None, key: str) -> float | None:
+    return a[key] / b[key] if a and b else None
+
+
+# the figures a target may name (configs/bench_targets.yaml): (rows, orchestrator) -> value
+# or None (a row missing), and the digits it is shown with (the goal is met on the exact value)
+def _at(level: int):
+    """Issue 12's measures at one in-flight level (rows keyed ``name@level``)."""
+    def wall(rows, orch):
+        return _ratio(rows.get(f"atts@{level}"), rows.get(f"target_only@{level}"), "wall_seconds")
+
+    def per_core(rows, orch):
+        a, t = rows.get(f"atts@{level}"), rows.get(f"target_only@{level}")
+        w = wall(rows, orch)
+        return w * a["cores"] / t["cores"] if w is not None and a.get("cores") and t.get("cores") else None
+
+    def acc(rows, orch):
+        a, t = rows.get(f"atts@{level}"), rows.get(f"target_only@{level}")
+        return a["pass@1"] - t["pass@1"] if a and t else None
+    return {f"atts_wall_over_target_only_at_{level}": (wall, 3),
+            f"atts_wall_per_core_over_target_only_at_{level}": (per_core, 3),
+            f"atts_pass1_minus_target_only_at_{level}": (acc, 4)}
+
+
+MEASURES: dict[str, tuple[Callable[[dict, dict], float | None], int]] = {
+    **_at(4), **_at(64),
+    "atts_wall_over_target_only": (lambda rows, orch: _ratio(rows.get("atts"), rows.get("target_only"),
+                                                             "wall_seconds"), 3),
+    "atts_pass1_minus_target_only": (lambda rows, orch: (rows["atts"]["pass@1"] - rows["target_only"]["pass@1"]
+                                                         if rows.get("atts") and rows.get("target_only") else None), 4),
+    "sync_ranked_wall_over_atts": (lambda rows, orch: _ratio(rows.get("sync_ranked"), rows.get("atts"),
+                                                             "wall_seconds"), 3),
+    "unpipelined_over_pipelined_latency": (lambda rows, orch: _ratio(rows.get("atts_unpipelined"), rows.get("atts"),
+                                                                     "latency_median"), 3),
+    "orchestrator_cpu_fraction_512": (lambda rows, orch: (orch["512"]["cpu_fraction_of_wall"]
+                                                          if orch.get("512") else None), 4),
+    "atts_scoring_cache_hit_rate": (lambda rows, orch: (rows["atts"]["cache_hit_rate_scoring"]
+                                                        if rows.get("atts") else None), 4),
+}
+_OPS = {"<=": lambda x, g: x <= g, ">=": lambda x, g: x >= g}
+
+
+def load_targets(path: Path = BENCH_TARGETS) -> list[dict]:
+    """The planning targets (configs/bench_targets.yaml): measure, label, op, goal; a
+    ConfigError names a bad entry."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the bench targets: {e}") from None
+    targets = (doc or {}).get("targets") if isinstance(doc, dict) else None
+    if not isinstance(targets, list):
+        raise ConfigError(f"{path}: expected `targets:` with a list of entries")
+    for i, t in enumerate(targets):
+        if not isinstance(t, dict) or t.get("measure") not in MEASURES or t.get("op") not in _OPS \
+                or not isinstance(t.get("goal"), (int, float)) or not isinstance(t.get("label"), str):
+            raise ConfigError(f"{path}: targets[{i}]: needs label, measure (one of {', '.join(MEASURES)}), "
+                              f"op (<= or >=) and a numeric goal; got {t!r}")
+    return targets
+
+
+def check_targets(rows: dict, orch: dict, targets: list[dict] | None = None) -> list[dict]:
+    """Each planning target with its measured figure; a target whose rows are missing
+    is left out. ``targets``: default configs/bench_targets.yaml."""
     out = []
-
-    def add(name, value, goal, met):
-        out.append({"target": name, "measured": value, "goal": goal, "met": met})
-
-    if a and t:
-        w = a["wall_seconds"] / t["wall_seconds"]
-        d = a["pass@1"] - t["pass@1"]
-        add("atts wall / target_only wall", round(w, 3), "<= 0.5", w <= 0.5)
-        add("atts pass@1 - target_only pass@1", round(d, 4), ">= -0.02", d >= -0.02)
-    if a and s:
-        x = s["wall_seconds"] / a["wall_seconds"]
-        add("sync_ranked wall / atts wall (same budget)", round(x, 3), ">= 1.5", x >= 1.5)
-    if a and u:
-        x = u["latency_median"] / a["latency_median"]
-        add("unpipelined / pipelined median latency", round(x, 3), ">= 1.3", x >= 1.3)
-    for key, row in rows.items():  # issue 12's goals, per in-flight level
-        lvl_ = row.get("max_in_flight")
-        t_ = rows.get(row_key("target_only", lvl_))
-        if row["name"] != "atts" or lvl_ is None or not t_:
-            continue
-        w = row["wall_seconds"] / t_["wall_seconds"]
-        goal = 0.6 if lvl_ < 64 else 0.4
-        add(f"atts wall / target_only wall at {lvl_} in flight", round(w, 3), f"<= {goal}", w <= goal)
-        add(f"same, per core ({row['cores']} vs {t_['cores']})", round(w * row["cores"] / t_["cores"], 3),
-            "(reported)", None)
-        d = row["pass@1"] - t_["pass@1"]
-        add(f"atts pass@1 - target_only pass@1 at {lvl_} in flight", round(d, 4), ">= -0.02", d >= -0.02)
-    lvl = orch.get("512")
-    if lvl:
-        add("orchestrator CPU / wall at 512 samples", round(lvl["cpu_fraction_of_wall"], 4), "<= 0.02",
-            lvl["cpu_fraction_of_wall"] <= 0.02)
-    if a and a["cache_hit_rate_scoring"] is not None:
-        h = a["cache_hit_rate_scoring"]
-        add("atts scoring prompt tokens from radix cache", round(h, 4), ">= 0.8", h >= 0.8)
+    for t in load_targets() if targets is None else targets:
+        measure, digits = MEASURES[t["measure"]]
+        value = measure(rows, orch)
+        if value is not None:
+            out.append({"target": t["label"], "measured": round(value, digits), "goal": f"{t['op']} {t['goal']}",
+                        "met": _OPS[t["op"]](value, t["goal"])})
     return out
 
 
@@ -210,7 +246,7 @@ class LoopLag:
 
 
 def rss_bytes() -> int:
-    import psutil
+    import psutil  # deferred: psutil is only needed when the bench measures memory
 
     return psutil.Process().memory_info().rss
 
@@ -345,12 +381,6 @@ def write_outputs(out: Path, meta: dict, rows: dict, orch: dict, notes: list[str
     return doc
 
 
-def _f(v, nd=3) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
-
-
 def format_markdown(doc: dict) -> str:
     L = [f"command: `{doc.get('command')}`", "",
          f"{doc.get('n_questions')} questions x {doc.get('samples_per_question')} samples per row; "
@@ -361,10 +391,10 @@ def format_markdown(doc: dict) -> str:
     for r in doc["rows"]:
         vt, vr = r.get("vs_target_only") or {}, r.get("vs_research_schedule") or {}
         name = r["name"] if r.get("max_in_flight") is None else f"{r['name']} @ {r['max_in_flight']} in flight"
-        L.append(f"| {name} | {_f(r['wall_seconds'], 1)} | {_f(vt.get('speedup_wall'), 2)} | "
-                 f"{_f(vr.get('speedup_wall'), 2)} | {_f(r['latency_median'], 2)} | {_f(r['latency_p90'], 2)} | "
-                 f"{_f(r['samples_per_second'], 2)} | {_f(r['pass@1'])} | {_f(r['takeover_rate'])} | "
-                 f"{_f(r['target_chunk_share'])} | {_f(r['cache_hit_rate_scoring'])} | {_f(r['pre_generated_share'])} |")
+        L.append(f"| {name} | {num(r['wall_seconds'], 1)} | {num(vt.get('speedup_wall'), 2)} | "
+                 f"{num(vr.get('speedup_wall'), 2)} | {num(r['latency_median'], 2)} | {num(r['latency_p90'], 2)} | "
+                 f"{num(r['samples_per_second'], 2)} | {num(r['pass@1'])} | {num(r['takeover_rate'])} | "
+                 f"{num(r['target_chunk_share'])} | {num(r['cache_hit_rate_scoring'])} | {num(r['pre_generated_share'])} |")
     L += ["", "x target_only / x research: speedup in wall time (reference wall / row wall), at the same "
           "in-flight level.", ""]
     hw = [r for r in doc["rows"] if (r.get("vs_target_only") or {}).get("wall_ratio_per_core") is not None]
@@ -373,16 +403,16 @@ def format_markdown(doc: dict) -> str:
               "|---|---|---|---|---|"]
         for r in hw:
             vt = r["vs_target_only"]
-            L.append(f"| {r['name']} | {r.get('in_flight')} | {r.get('cores')} | {_f(vt['wall_ratio'], 3)} | "
-                     f"{_f(vt['wall_ratio_per_core'], 3)} |")
+            L.append(f"| {r['name']} | {r.get('in_flight')} | {r.get('cores')} | {num(vt['wall_ratio'], 3)} | "
+                     f"{num(vt['wall_ratio_per_core'], 3)} |")
         L.append("")
     if doc["orchestrator"]:
         L += ["| concurrent samples | wall s | client CPU / wall | CPU ms / request | loop lag p50 / p99 / max ms | RSS MB |",
               "|---|---|---|---|---|---|"]
         for n, o in doc["orchestrator"].items():
-            L.append(f"| {n} | {_f(o['wall_seconds'], 1)} | {_f(o['cpu_fraction_of_wall'], 4)} | "
-                     f"{_f(o['cpu_ms_per_request'], 2)} | {_f(o['loop_lag_ms_p50'], 1)} / {_f(o['loop_lag_ms_p99'], 1)}"
-                     f" / {_f(o['loop_lag_ms_max'], 1)} | {_f(o['rss_mb'], 0)} |")
+            L.append(f"| {n} | {num(o['wall_seconds'], 1)} | {num(o['cpu_fraction_of_wall'], 4)} | "
+                     f"{num(o['cpu_ms_per_request'], 2)} | {num(o['loop_lag_ms_p50'], 1)} / {num(o['loop_lag_ms_p99'], 1)}"
+                     f" / {num(o['loop_lag_ms_max'], 1)} | {num(o['rss_mb'], 0)} |")
         L.append("")
     L += ["| target | measured | goal | met |", "|---|---|---|---|"]
     for t in doc["targets"]:

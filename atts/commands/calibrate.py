@@ -27,7 +27,8 @@ from atts.engines.sglang import ContextOverflow, EngineError, ServerDown
 from atts.errors import run_guarded
 from atts.method.conformal import CalibrationFile
 from atts.method.policies import ATTS, POLICIES, ATTSParams, ProposingPolicy
-from atts.runtime.runner import Progress, SampleContext, SampleState, finished_reason
+from atts.runtime.context import SampleContext, SampleState, finished_reason
+from atts.runtime.progress import Progress
 from atts.runtime.session import Session, chunking_of
 from atts.tasks.datasets import load_from_config
 
@@ -104,7 +105,22 @@ def policy_params(cfg: RunConfig):
     return p if hasattr(p, "alpha") and hasattr(p, "grouping") else ATTSParams()
 
 
-async def _first_chunk_scores(policy, roles, chunking, questions, k, progress) -> dict[str, list[float]]:
+async def capped(coros, max_in_flight: int | None) -> list:
+    """``asyncio.gather(*coros)`` with at most ``max_in_flight`` running at once (config
+    ``max_in_flight``; None: all); the others wait before they start."""
+    slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+
+    async def gated(c):
+        if slots is None:
+            return await c
+        async with slots:
+            return await c
+
+    return await asyncio.gather(*(gated(c) for c in coros))
+
+
+async def _first_chunk_scores(policy, roles, chunking, questions, k, progress,
+                              max_in_flight: int | None = None) -> dict[str, list[float]]:
     bar = Progress(len(questions) * k, "calibrate (turn 0)", progress)
     scores: dict[str, list[float]] = {}
     failures = []
@@ -122,7 +138,7 @@ async def _first_chunk_scores(policy, roles, chunking, questions, k, progress) -
         bar.update({"status": "done", "steps": [], "correct": False})
 
     try:
-        await asyncio.gather(*(one(q, r) for q in questions for r in range(k)))
+        await capped([one(q, r) for q in questions for r in range(k)], max_in_flight)
     finally:
         bar.close()
     _check_failures(failures, len(questions) * k)
@@ -137,7 +153,7 @@ def _check_failures(failures: list[str], total: int) -> None:
 
 
 async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_per_turn: int,
-                           progress: bool) -> dict[str, list[float]]:
+                           progress: bool, max_in_flight: int | None = None) -> dict[str, list[float]]:
     ctxs = [SampleContext(SampleState(q, r), roles, chunking) for q in questions for r in range(k)]
     groups: dict[str, list[float]] = {}
     failures: list[str] = []
@@ -161,7 +177,7 @@ async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_pe
             return None
 
         # phase 1: every active sample proposes its turn-t draft chunk, scored
-        props = await asyncio.gather(*(guarded(policy.propose(c), c) for c in active))
+        props = await capped([guarded(policy.propose(c), c) for c in active], max_in_flight)
         turn_scores = [s for s in (score_of(policy, p) for p in props if p is not None) if s is not None]
         if len(turn_scores) < min_per_turn:
             break
@@ -169,7 +185,7 @@ async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_pe
         policy.gate = CalibrationFile("per_turn", groups, {}, params.alpha).gate(params.alpha)
         # phase 2: resolve with the thresholds found so far, which moves samples to turn t+1
         live = [(c, p) for c, p in zip(active, props) if p is not None]
-        await asyncio.gather(*(guarded(policy.resolve(c, p), c) for c, p in live))
+        await capped([guarded(policy.resolve(c, p), c) for c, p in live], max_in_flight)
         for c, _ in live:
             if c.state.status == "running":
                 c.state.turn += 1
@@ -195,10 +211,11 @@ async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, pr
     t0 = time.perf_counter()
     if params.grouping == "per_turn":
         scores = await _per_turn_scores(calibration_policy(cfg), roles, chunking, questions, k, params,
-                                        cfg.calibration.min_per_turn, progress)
+                                        cfg.calibration.min_per_turn, progress, cfg.max_in_flight)
         alpha = params.alpha
     else:
-        by_q = await _first_chunk_scores(calibration_policy(cfg), roles, chunking, questions, k, progress)
+        by_q = await _first_chunk_scores(calibration_policy(cfg), roles, chunking, questions, k, progress,
+                                         cfg.max_in_flight)
         scores = ({"all": [s for v in by_q.values() for s in v]} if params.grouping == "marginal"
                   else {f"q:{qid}": v for qid, v in by_q.items()})
         alpha = None

@@ -10,9 +10,13 @@ honour them (`atts.runtime.seeds`; not SGLang on CPU): compare.json/.md say so
 (``paired_by_question``: mean accuracy difference, paired bootstrap interval, sign test). Calibrated policies share a calibration file
 when their scores are the same quantity (``DIR/calibration-<kind>-<hash>.json``, made
 once if missing). Then:
-    DIR/compare.json   {"rows": [{name, policy, pass@1, maj@k, pass@k, takeover_rate,
-                        n_samples_completed, wall_seconds, latency_median, latency_p90,
-                        target_token_share, tokens, throughput ...}], ...}
+    DIR/compare.json   {"rows": [{name, policy, pass@1, maj@k, pass@k (each with its
+                        <metric>_ci), takeover_rate, takeover_interval (clustered:
+                        takeover_interval_kind), n_samples_completed, wall_seconds,
+                        latency_median, latency_p90, target_token_share, tokens,
+                        throughput ...}], ...}
+    (the 95% intervals are summary.json's: a cluster bootstrap over questions; Wilson
+    only where fewer than two questions made takeover decisions)
     DIR/compare.md     the same table in Markdown
     DIR/compare.png    accuracy versus median sample latency (and versus the target's
                        share of generated tokens)
@@ -42,8 +46,11 @@ from atts.method.policies import POLICIES
 from atts.runtime.seeds import seed_support
 from atts.runtime.session import Session
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text
+from atts.analysis.render import num, with_ci
+from atts.records import COMPLETE
 
-ROW_KEYS = ("name", "policy", "pass@1", "maj@k", "pass@k", "takeover_rate", "n_samples_completed", "wall_seconds",
+ROW_KEYS = ("name", "policy", "pass@1", "pass@1_ci", "maj@k", "maj@k_ci", "pass@k", "pass@k_ci", "takeover_rate",
+            "takeover_interval", "takeover_interval_kind", "n_samples_completed", "wall_seconds",
             "latency_median", "latency_p90", "target_token_share")
 
 
@@ -117,7 +124,7 @@ def _with_calibration_path(cfg: RunConfig, out: Path) -> RunConfig:
 
 def row_of(label: str, cfg: RunConfig, summary: dict, records: list[dict]) -> dict:
     """One table row from a run's summary and its sample records."""
-    complete = [r for r in records if r["status"] in ("done", "truncated")]
+    complete = [r for r in records if r["status"] in COMPLETE]
     tok = Counter()
     for r in complete:
         tok.update({k: v for k, v in r["tokens"].items() if isinstance(v, int)})
@@ -128,7 +135,10 @@ def row_of(label: str, cfg: RunConfig, summary: dict, records: list[dict]) -> di
     return {
         "name": label, "policy": cfg.policy.name, "params": _params(cfg),
         "pass@1": summary["pass@1"], "maj@k": summary["maj@k"], "pass@k": summary["pass@k"],
+        # the clustered 95% intervals summary.json holds (None in a summary written before them)
+        "pass@1_ci": summary.get("pass@1_ci"), "maj@k_ci": summary.get("maj@k_ci"), "pass@k_ci": summary.get("pass@k_ci"),
         "takeover_rate": tr["rate"], "takeover_interval": [tr["low"], tr["high"]], "takeover_decisions": tr["n"],
+        "takeover_interval_kind": tr.get("interval", "wilson"),
         "n_samples_completed": summary["n_samples_completed"], "n_failed": summary["n_failed"],
         "wall_seconds": span, "latency_median": summary["latency_median"], "latency_p90": summary["latency_p90"],
         "target_token_share": tok["target_generated"] / gen if gen else None,
@@ -144,38 +154,31 @@ def _params(cfg: RunConfig) -> dict:
     return cfg.to_dict()["policy"]
 
 
-def _fmt(v, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
 def markdown(rows: list[dict], k: int) -> str:
-    head = (f"| policy | pass@1 | maj@{k} | pass@{k} | takeover rate [95%] | target share of generated tokens | "
+    head = (f"| policy | pass@1 [95%] | maj@{k} [95%] | pass@{k} [95%] | takeover rate [95%] | target share of generated tokens | "
             "draft tokens gen + scored | target tokens gen + scored + judged | median / p90 latency s | wall s | samples/s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         t = r["tokens"]
-        tr = "-" if r["takeover_rate"] is None else (f"{r['takeover_rate']:.3f} [{r['takeover_interval'][0]:.2f}, "
-                                                     f"{r['takeover_interval'][1]:.2f}]")
+        tr = with_ci(r["takeover_rate"], r["takeover_interval"], 3, ci_digits=2)
         name = r["name"] if r["name"] == r["policy"] else f"{r['name']} ({r['policy']})"
         lines.append(
-            f"| {name} | {_fmt(r['pass@1'])} | {_fmt(r['maj@k'])} | {_fmt(r['pass@k'])} | {tr} | "
-            f"{_fmt(r['target_token_share'])} | {t.get('draft_generated', 0)} + {t.get('draft_scored', 0)} | "
+            f"| {name} | {with_ci(r['pass@1'], r.get('pass@1_ci'), 3, 2)} | {with_ci(r['maj@k'], r.get('maj@k_ci'), 3, 2)} | "
+            f"{with_ci(r['pass@k'], r.get('pass@k_ci'), 3, 2)} | {tr} | "
+            f"{num(r['target_token_share'])} | {t.get('draft_generated', 0)} + {t.get('draft_scored', 0)} | "
             f"{t.get('target_generated', 0)} + "
-            f"{t.get('target_scored', 0)} + {t.get('target_judged', 0)} | {_fmt(r['latency_median'], 1)} / "
-            f"{_fmt(r['latency_p90'], 1)} | {_fmt(r['wall_seconds'], 1)} | {_fmt(r['throughput_samples_per_s'], 2)} |")
-    return "\n".join(lines) + "\n"
+            f"{t.get('target_scored', 0)} + {t.get('target_judged', 0)} | {num(r['latency_median'], 1)} / "
+            f"{num(r['latency_p90'], 1)} | {num(r['wall_seconds'], 1)} | {num(r['throughput_samples_per_s'], 2)} |")
+    return "\n".join(lines) + "\n\n" + ("[95%]: cluster-bootstrap intervals over questions (summary.json `<metric>_ci`; "
+                                        "a takeover interval is Wilson's where fewer than two questions made decisions)\n")
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
     """pass@1 against median sample latency, and against the target's token share."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is heavy and only needed to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: after matplotlib.use("Agg")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     for ax, key, xlabel in ((axes[0], "latency_median", "median sample latency (s)"),
@@ -217,8 +220,8 @@ async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, pro
             records = list(RunStore(e.cfg.output_dir).completed().values())
             records_of[e.label] = records
             rows.append(row_of(e.label, e.cfg, s, records))
-            print(f"atts compare: {e.label}: pass@1 {_fmt(s['pass@1'])}, takeover "
-                  f"{_fmt(s['takeover_rate']['rate'])}", file=sys.stderr)
+            print(f"atts compare: {e.label}: pass@1 {num(s['pass@1'])}, takeover "
+                  f"{num(s['takeover_rate']['rate'])}", file=sys.stderr)
     k = base.samples_per_question
     result = {
         "command": command, "config": base.source_path, "dataset": base.dataset.name, "split": base.dataset.split,

@@ -21,7 +21,10 @@ from atts.config import RunConfig, identity_dict, load_config, stable_hash, with
 from atts.errors import CalibrationError, run_guarded
 from atts.method.conformal import CalibrationFile, ConformalGate
 from atts.method.policies import make_policy
+from atts.runtime.context import ScoringPrompt, scoring_prompt_named
+from atts.runtime.progress import bar
 from atts.runtime.runner import Role, run_all
+from atts.runtime.schedule import Schedule, schedule_named
 from atts.runtime.session import Session, chunking_of
 from atts.runtime.store import RunStore, versions
 from atts.runtime.seeds import seed_support
@@ -56,10 +59,16 @@ def load_gate(cfg: RunConfig, path: Path | None, force: bool,
 
 async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration: Path | None = None,
                          force: bool = False, progress: bool = True, command: list[str] | None = None,
-                         schedule: str = "concurrent", scoring_prompt: str = "shared") -> dict:
-    """``schedule`` and ``scoring_prompt``: see `atts.runner.run_all` and `Chunking`
-    (other values than the defaults only reproduce the research code's costs: atts.bench)."""
-    gate, cal = load_gate(cfg, calibration, force, scoring_prompt)
+                         schedule: Schedule | str = "concurrent", scoring_prompt: ScoringPrompt | str = "shared") -> dict:
+    """``schedule`` and ``scoring_prompt``: strategies (`atts.runtime.schedule`,
+    `atts.runtime.context.ScoringPrompt`) or their names; a named "concurrent" schedule
+    takes the config's ``max_in_flight``. Other values than the defaults only reproduce
+    the research code's costs (atts.commands.bench)."""
+    if isinstance(schedule, str):
+        schedule = schedule_named(schedule, cfg.max_in_flight)
+    if isinstance(scoring_prompt, str):
+        scoring_prompt = scoring_prompt_named(scoring_prompt)
+    gate, cal = load_gate(cfg, calibration, force, scoring_prompt.name)
     policy = make_policy(cfg.policy.name, cfg.policy.params, gate)
     questions = load_from_config(cfg.dataset)
     check_held_out(cal, questions, calibration or cfg.calibration_path)
@@ -76,7 +85,8 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
     t0 = time.perf_counter()
     with Grader(cfg.grading_workers) as grader:
         chunking = dataclasses.replace(chunking_of(cfg), scoring_prompt=scoring_prompt)
-        stats = await run_all(policy, questions, k, roles, chunking, store, grader, progress, schedule=schedule)
+        stats = await run_all(policy, questions, k, roles, chunking, store, grader, bar(policy.name, progress),
+                              schedule=schedule)
     wall = time.perf_counter() - t0
     wanted = {f"q{q.index:05d}-r{r:03d}" for q in questions for r in range(k)}
     records = [rec for key, rec in store.completed().items() if key in wanted]

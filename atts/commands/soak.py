@@ -40,7 +40,7 @@ class Monitor:
     """Samples this process's RSS and open file descriptors every ``period`` seconds."""
 
     def __init__(self, period: float = 1.0):
-        import psutil
+        import psutil  # deferred: only the soak samples memory
 
         self.proc = psutil.Process()
         self.period = period

@@ -2,9 +2,10 @@
 `atts.engines.SGLangEngine`: ``generate(input_ids, ...) -> Generation`` and
 ``score(prefix_ids, chunk_ids) -> Scoring``, so every policy runs on either engine.
 
-It reuses SGLangEngine's transport unchanged (one pooled client sized to the
-concurrency, the semaphore, retries with backoff, response checks, balancing over
-several URLs, counters); only the mapping of the two operations onto the API differs:
+It is a sibling of SGLangEngine over the same `atts.engines.transport.Transport` (one
+pooled client sized to the concurrency, the semaphore, retries with backoff, malformed
+responses retried, balancing over several URLs, counters); only the mapping of the two
+operations onto the API differs:
 
 - generation: ``POST /v1/completions`` with the prompt given as token ids (a list of
   ints), ``stop``, ``seed``, ``include_stop_str_in_output: true`` (chunks concatenate
@@ -32,35 +33,47 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-import httpx
-
-from atts.engines.sglang import ContextOverflow, EngineError, Generation, RequestStats, Scoring, SGLangEngine, _check_auth
+from atts.engines.base import ContextOverflow, EngineSettings, Generation, MalformedResponse, RequestStats, Scoring
+from atts.engines.transport import Transport
+from atts.errors import EngineError
 
 ScoringMode = Literal["auto", "prompt_logprobs", "echo"]
 
 
 @dataclass
-class OpenAIEngine(SGLangEngine):
-    api_path = "/v1/completions"
-    body_key = "choices"
+class OpenAIEngine:
+    """`atts.engines.base.Engine` for ``/v1/completions`` (see the module docstring)."""
 
+    role: str
+    settings: EngineSettings
+    context_length: int | None = None
     scoring: ScoringMode = "auto"
     model: str | None = None  # the served model name (config: served_model_name); None: the first of /v1/models
     _model_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
+    _transport: Transport = field(init=False, repr=False)
+    counters: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._transport = Transport(self.role, self.settings, api_path="/v1/completions", body_key="choices")
+        self.counters = self._transport.counters
+
+    # -- lifecycle
+    async def __aenter__(self) -> "OpenAIEngine":
+        self._transport.open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
 
     # -- the served model
     async def model_info(self) -> dict:
         """``{"model_path": name, "max_model_len": n}`` from ``/v1/models``; also sets
         the model name and, if not configured, the context length."""
-        self._open()
-        url = self._lb.pick()
-        try:
-            r = await self._client.get(url + "/v1/models", timeout=10.0)
-            _check_auth(self.role, url, r)
-            r.raise_for_status()
-            data = r.json().get("data")
-        except (httpx.HTTPError, ValueError, AttributeError) as e:
-            raise EngineError(self.role, f"{url} unreachable: {type(e).__name__}: {e}") from e
+        url, body = await self._transport.get("/v1/models")
+        data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list) or not data or not isinstance(data[0], dict) or "id" not in data[0]:
             raise EngineError(self.role, f"{url}/v1/models lists no model")
         if self.model is not None and not any(isinstance(d, dict) and d.get("id") == self.model for d in data):
@@ -75,13 +88,19 @@ class OpenAIEngine(SGLangEngine):
             self.context_length = max_len
         return {"model_path": self.model, "max_model_len": max_len}
 
-    async def _request(self, payload: dict, stats: RequestStats) -> dict:
+    async def _request(self, payload: dict, stats: RequestStats, check=None) -> dict:
+        """The one choice of a completions answer; a body without exactly one choice, or
+        whose choice ``check`` rejects (MalformedResponse), is retried by the transport."""
         if self.model is None:
             await self._request_model()
-        body = await self._post({"model": self.model, **payload}, stats)
-        choices = body.get("choices")
-        if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
-            raise EngineError(self.role, "malformed completions response (expected one choice)")
+
+        def usable(body: dict) -> None:
+            choice = _one_choice(self.role, body)
+            if check is not None:
+                check(choice)
+
+        body = await self._transport.post({"model": self.model, **payload}, stats, check=usable)
+        choices = body["choices"]
         usage = body.get("usage") or {}
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         if isinstance(details, dict):
@@ -147,18 +166,25 @@ class OpenAIEngine(SGLangEngine):
         stats = RequestStats("score", self.role, time.time(), prompt_tokens=len(ids))
         base = {"prompt": ids, "max_tokens": 1, "temperature": 0.0}
         if self.scoring in ("auto", "prompt_logprobs"):
-            choice = await self._request({**base, "prompt_logprobs": 0}, stats)
+            strict = self.scoring == "prompt_logprobs"
+
+            def check(c: dict) -> None:  # no prompt_logprobs at all is "unsupported" (auto), not malformed
+                if c.get("prompt_logprobs") is not None or strict:
+                    _from_prompt_logprobs(self.role, c.get("prompt_logprobs"), ids, p)
+
+            choice = await self._request({**base, "prompt_logprobs": 0}, stats, check)
             entries = choice.get("prompt_logprobs")
-            if entries is not None or self.scoring == "prompt_logprobs":
+            if entries is not None or strict:
                 self.scoring = "prompt_logprobs"
                 return Scoring(list(chunk_ids), _from_prompt_logprobs(self.role, entries, ids, p), stats)
             self.scoring = "echo"  # the server ignored prompt_logprobs
-        choice = await self._request({**base, "echo": True, "logprobs": 0}, stats)
+        choice = await self._request({**base, "echo": True, "logprobs": 0}, stats,
+                                     lambda c: _from_echo(self.role, c, ids, p))
         return Scoring(list(chunk_ids), _from_echo(self.role, choice, ids, p), stats)
 
     async def _request_model(self) -> None:
         """Learn the model name (and context length) once, before the first request."""
-        self._open()
+        self._transport.open()
         if self._model_lock is None:
             self._model_lock = asyncio.Lock()
         async with self._model_lock:
@@ -169,19 +195,26 @@ class OpenAIEngine(SGLangEngine):
 # ----------------------------------------------------------------------------- parsing
 
 
+def _one_choice(role: str, body: dict) -> dict:
+    choices = body.get("choices")
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+        raise MalformedResponse(role, "malformed completions response (expected one choice)")
+    return choices[0]
+
+
 def _from_prompt_logprobs(role: str, entries, ids: list[int], p: int) -> list[float]:
     """Logprobs of ``ids[p:]`` from vLLM's ``prompt_logprobs``: one entry per prompt
     position, null first, else ``{str(token_id): {"logprob": x, ...}, ...}``."""
     if not isinstance(entries, list) or len(entries) != len(ids):
         got = len(entries) if isinstance(entries, list) else None
-        raise EngineError(role, f"malformed score response: expected {len(ids)} prompt_logprobs, got {got}")
+        raise MalformedResponse(role, f"malformed score response: expected {len(ids)} prompt_logprobs, got {got}")
     out = []
     for i in range(p, len(ids)):
         entry = entries[i]
         item = entry.get(str(ids[i])) if isinstance(entry, dict) else None
         lp = item.get("logprob") if isinstance(item, dict) else None
         if not isinstance(lp, (int, float)) or not math.isfinite(lp):
-            raise EngineError(role, f"malformed score response: no logprob for token {ids[i]} at position {i}")
+            raise MalformedResponse(role, f"malformed score response: no logprob for token {ids[i]} at position {i}")
         out.append(float(lp))
     return out
 
@@ -193,17 +226,17 @@ def _from_echo(role: str, choice: dict, ids: list[int], p: int) -> list[float]:
     values = lp.get("token_logprobs") if isinstance(lp, dict) else None
     if not isinstance(values, list) or len(values) < len(ids):
         got = len(values) if isinstance(values, list) else None
-        raise EngineError(role, f"malformed score response: expected >= {len(ids)} echoed token_logprobs, got {got} "
+        raise MalformedResponse(role, f"malformed score response: expected >= {len(ids)} echoed token_logprobs, got {got} "
                                 "(the server returns no prompt logprobs; for SGLang use `engine: sglang`)")
     tokens = lp.get("tokens")
     out = []
     for i in range(p, len(ids)):
         v = values[i]
         if not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise EngineError(role, f"malformed score response: logprob {v!r} at position {i}")
+            raise MalformedResponse(role, f"malformed score response: logprob {v!r} at position {i}")
         tok = _token_id(tokens[i]) if isinstance(tokens, list) and i < len(tokens) else None
         if tok is not None and tok != ids[i]:
-            raise EngineError(role, f"malformed score response: echoed token {tok} != {ids[i]} at position {i}")
+            raise MalformedResponse(role, f"malformed score response: echoed token {tok} != {ids[i]} at position {i}")
         out.append(float(v))
     return out
 

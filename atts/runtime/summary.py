@@ -15,6 +15,7 @@ from collections import Counter
 
 from atts.analysis.stats import Interval, metrics_with_intervals
 from atts.tasks.grading import Grader, accuracy
+from atts.records import COMPLETE, first_attempt_decision
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -61,7 +62,7 @@ def takeover_counts(records: list[dict]) -> tuple[Counter, Counter]:
     n, k = Counter(), Counter()
     for rec in records:
         for s in rec["steps"]:
-            if s.get("attempt") == 0 and s.get("decision"):
+            if first_attempt_decision(s):
                 n[s["turn"]] += 1
                 k[s["turn"]] += s["decision"] == "takeover"
     return n, k
@@ -69,7 +70,7 @@ def takeover_counts(records: list[dict]) -> tuple[Counter, Counter]:
 
 def summarize(records: list[dict], *, policy: str, dataset: str, split: str, n_questions: int,
               samples_per_question: int, alpha: float | None, wall_seconds: float, ran: int) -> dict:
-    complete = [r for r in records if r["status"] in ("done", "truncated")]
+    complete = [r for r in records if r["status"] in COMPLETE]
     K = samples_per_question
     with Grader(1) as grader:  # maj@k merges equivalent answers; a worker starts only if needed
         m = metrics_with_intervals(records, K, equivalent=grader.grade)  # issue 13 item 6: failed samples included

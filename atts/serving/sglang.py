@@ -105,7 +105,7 @@ def wait_ready(servers: list[RunningServer], timeout: float = 300.0) -> None:
 
 def _tree_pids(pid: int) -> list[int]:
     try:
-        import psutil
+        import psutil  # deferred: optional (any failure: no children listed)
 
         return [c.pid for c in psutil.Process(pid).children(recursive=True)]
     except Exception:

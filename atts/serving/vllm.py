@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from atts.config import REPO_ROOT
+from atts.paths import REPO_ROOT
 from atts.serving.spec import DEFAULT_HOST
 
 

@@ -32,6 +32,7 @@ import statistics
 from dataclasses import dataclass
 
 from atts.tasks.grading import extract_boxed
+from atts.records import is_complete
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def short_chunk_warning(records: list[dict], max_tokens_per_chunk: int, max_turn
     The measured case: a blank-line stop string on real R1 text ends chunks after about
     40 tokens (12 paragraphs per 500 tokens), so a 15-turn cap meant for 500-token
     chunks stops nearly every sample without an answer."""
-    finished = [r for r in records if r.get("status") in ("done", "truncated")]
+    finished = [r for r in records if is_complete(r)]
     if not finished:
         return None
     capped = sum(r.get("stop_reason") == "max_turns" for r in finished)

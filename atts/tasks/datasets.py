@@ -106,7 +106,7 @@ def _read_jsonl(path: Path, spec: DatasetSpec) -> list[dict]:
 
 def _hub_rows(spec: DatasetSpec) -> list[dict]:
     try:
-        import datasets as hf
+        import datasets as hf  # deferred: HF datasets is heavy (seconds) and only needed for a hub download
     except ImportError as e:
         raise DatasetError(f"{spec.name}: loading from the hub needs the `datasets` package") from e
     path, conf, split = spec.hub

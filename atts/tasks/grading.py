@@ -87,7 +87,7 @@ def _verify_one(args: tuple[str | None, str, str]) -> bool:
             return int(pred.strip()) == int(gold.strip())
         except ValueError:
             pass
-    from math_verify import parse, verify
+    from math_verify import parse, verify  # deferred: math_verify (sympy) is heavy; loaded in the grading worker only
 
     try:
         g = parse(f"${gold}$")

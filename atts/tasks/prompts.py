@@ -40,7 +40,7 @@ def messages(q: Question, template: str | None = None, system: str | None = None
 
 @lru_cache(maxsize=8)
 def _load_tokenizer(path: str):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: transformers takes seconds to import; only a command that tokenizes pays it
 
     return AutoTokenizer.from_pretrained(path)
 

@@ -7,7 +7,9 @@ Answers: ``/generate`` returns ``text`` (``"The answer is \\boxed{2}."`` by defa
 with ``output_ids`` ``[1, 2, 3]`` and a stop finish, or for a scoring request
 (``return_logprob`` with ``max_new_tokens: 0``) one logprob of -0.1 per scored token;
 ``/v1/completions`` the same as a completions choice; ``/get_model_info``,
-``/v1/models`` and ``/health`` what the engines read.
+``/v1/models`` and ``/health`` what the engines read. With ``malformed_scores=n`` the
+first n scoring answers are malformed (one logprob short, as a server mid-failure might
+send): an engine must retry them, never use them.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ class StubServer:
     ``{"path", "headers", "body"}`` of every request received."""
 
     def __init__(self, api_key: str | None = None, served: tuple[str, ...] = ("stub-model",),
-                 text: str = "The answer is \\boxed{2}."):
+                 text: str = "The answer is \\boxed{2}.", malformed_scores: int = 0):
         self.api_key = api_key
+        self.malformed_scores = malformed_scores  # scoring answers still to send malformed
         self.served = served
         self.text = text
         self.requests: list[dict] = []
@@ -83,11 +86,19 @@ class StubServer:
 
         return Handler
 
+    def _take_malformed(self) -> bool:
+        if self.malformed_scores > 0:
+            self.malformed_scores -= 1
+            return True
+        return False
+
     def _generate(self, body: dict) -> dict:
         ids = body.get("input_ids") or []
         if body.get("return_logprob") and (body.get("sampling_params") or {}).get("max_new_tokens") == 0:
             start = int(body.get("logprob_start_len", 0))
             entries = [[None, ids[start], None]] + [[-0.1, t, None] for t in ids[start + 1:]]
+            if self._take_malformed():
+                entries = entries[:-1]
             return {"text": "", "output_ids": [], "meta_info": {"input_token_logprobs": entries,
                                                                 "finish_reason": {"type": "length"}}}
         return {"text": self.text, "output_ids": [1, 2, 3],
@@ -97,6 +108,8 @@ class StubServer:
         prompt = body.get("prompt") or []
         if body.get("prompt_logprobs") is not None:
             entries = [None] + [{str(t): {"logprob": -0.1}} for t in prompt[1:]]
+            if self._take_malformed():
+                entries = entries[:-1]
             return {"choices": [{"text": "x", "token_ids": [5], "finish_reason": "length",
                                  "prompt_logprobs": entries}]}
         return {"choices": [{"text": self.text, "token_ids": [1, 2, 3, 2], "finish_reason": "stop",

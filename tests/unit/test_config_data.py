@@ -18,7 +18,8 @@ def base():
 
 def test_shipped_configs_validate():
     for p in sorted((ROOT / "configs").glob("*.yaml")):
-        load_config(p)
+        if p.name != "bench_targets.yaml":  # not a run config: atts bench's planning targets
+            load_config(p)
 
 
 @pytest.mark.parametrize("patch,needle", [

@@ -10,10 +10,12 @@ from atts.testing.testbed import ROOT
 
 CFG = load_config(ROOT / "configs" / "testbed.yaml")
 
-_RUN_HASH_EXCLUDE = {"output_dir", "samples_per_question", "server_start_timeout_s", "grading_workers", "name"}
+_RUN_HASH_EXCLUDE = {"output_dir", "samples_per_question", "server_start_timeout_s", "grading_workers", "name",
+                     "max_in_flight"}  # added after the deny-list (operational): absent from old configs' dicts
 _MODEL_EXCLUDE = {"launch", "urls", "device", "tp", "gpu_ids", "mem_fraction_static", "max_total_tokens",
                   "extra_args", "max_concurrency", "timeout_s", "retries", "cpu_threads", "engine",
-                  "backoff_s", "on_server_down", "down_wait_s"}
+                  "backoff_s", "on_server_down", "down_wait_s",
+                  "api_key_env", "served_model_name"}  # issue 13 item 9's (secret / operational) fields
 
 
 def deny_list_hash(cfg, calibration_hash):

@@ -3,15 +3,16 @@ gate decides whether the target takes over; ATTSSelf, the draft scoring itself."
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
-from atts.engines.sglang import Generation, Scoring
+from atts.engines.base import Generation, Scoring
 from atts.errors import ConfigError
-from atts.runtime.runner import request_seed
+from atts.seeds import request_seed
 
+from atts.method.policies import pipeline
 from atts.method.policies.base import ProposingPolicy, target_writes
+from atts.method.policies.pipeline import PreDraft  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,6 @@ class Proposal:
     pre_generated: bool = False  # drafted during the previous turn's scoring (pipelining)
 
 
-@dataclass
-class PreDraft:
-    """A next-turn draft request sent early: its prompt ids and turn, and the task."""
-
-    turn: int
-    prompt: list[int]
-    task: asyncio.Task
-
-
-_PRE = "atts.predraft"  # key of the pending PreDraft in ctx.carry
-
-
 class ATTS(ProposingPolicy):
     """Asynchronous test-time scaling with a conformal takeover test.
 
@@ -62,14 +51,8 @@ class ATTS(ProposingPolicy):
       the chunk in its place.
     The test at attempt 0 is the calibrated event: its rate is what alpha controls.
 
-    Pipelining (``pipeline``): while the target scores a draft chunk c at turn t, the
-    draft already writes turn t+1's first chunk on the optimistic prompt history + c,
-    with exactly the seed turn t+1 attempt 0 gets. Turn t+1 consumes it only if its own
-    draft request would be byte-identical (same prompt ids, same turn and attempt, hence
-    same seed); otherwise (c rejected, or the target continued after it) it is
-    cancelled and its tokens, if already generated, are counted as ``draft_wasted``: it
-    never appears in the records. Given the same chunks, the decisions are those of the
-    unpipelined policy (tests/unit/test_pipeline.py).
+    Pipelining (``pipeline``, `atts.method.policies.pipeline`): the draft writes turn
+    t+1's chunk while the target scores turn t's; same decisions, less wall time.
     """
 
     name = "atts"
@@ -80,90 +63,63 @@ class ATTS(ProposingPolicy):
         g, pre = await self._draft(ctx, attempt)
         return Proposal(g, await self._score(ctx, g), attempt, pre)
 
-    # -- pipelining
+    # -- pipelining (atts.method.policies.pipeline: same decisions, less wall time)
     async def _draft(self, ctx, attempt: int) -> tuple[Generation, bool]:
-        """The draft chunk of this turn's ``attempt``: the pre-generated one if its request
-        is the one we would send now, else a fresh request."""
-        pre = ctx.carry.pop(_PRE, None)
-        if pre is not None:
-            if attempt == 0 and pre.turn == ctx.state.turn and pre.prompt == ctx.request_ids("draft"):
-                return await pre.task, True
-            self._discard(ctx, pre)
-        return await ctx.generate("draft", attempt=attempt), False
+        return await pipeline.draft(ctx, attempt)  # without pipelining nothing is pending: a fresh request
 
     async def _score(self, ctx, g: Generation) -> Scoring | None:
-        """The target's scoring of ``g``; when pipelining, the next turn's draft chunk
-        is requested on history + ``g`` meanwhile (unless keeping ``g`` ends the sample)."""
-        if not self.params.pipeline or ctx.finished_if_kept(g):
+        if not self.params.pipeline:
             return await ctx.score(g)
-        self.discard_pending(ctx)
-        turn = ctx.state.turn + 1
-        pre = PreDraft(turn, ctx.request_ids("draft", after=g),
-                       asyncio.create_task(ctx.generate("draft", attempt=0, after=g, turn=turn)))
-        try:
-            s = await ctx.score(g)
-        except BaseException:
-            self._discard(ctx, pre)
-            raise
-        ctx.carry[_PRE] = pre
-        return s
+        return await pipeline.score_while_drafting(ctx, g)
 
     def discard_pending(self, ctx) -> None:
-        pre = ctx.carry.pop(_PRE, None)
-        if pre is not None:
-            self._discard(ctx, pre)
-
-    @staticmethod
-    def _discard(ctx, pre: PreDraft) -> None:
-        """Cancel a pre-generated chunk that will not be used (the HTTP request is
-        closed; a server that already computed it only wasted work). Tokens it already
-        produced move from ``draft_generated`` to ``draft_wasted``."""
-        tok = ctx.state.tokens
-        if not pre.task.done():
-            pre.task.cancel()
-            tok["draft_cancelled"] = tok.get("draft_cancelled", 0) + 1
-            return
-        if pre.task.cancelled() or pre.task.exception() is not None:  # retrieved: no warning
-            return
-        n = pre.task.result().stats.output_tokens
-        tok["draft_generated"] -= n
-        tok["draft_wasted"] = tok.get("draft_wasted", 0) + n
+        pipeline.discard_pending(ctx)
 
     def decide(self, ctx, prop: Proposal):
+        """The conformal takeover test on the chunk's score s = PPL = exp(-(1/n) Σ log p_target(x_i | x_<i)).
+
+        With the calibration scores s_1..s_m of the chunk's group (its turn, question or
+        all: `grouping`), `atts.method.conformal.ConformalCalibration.p_value` computes
+            p = (#{j: s_j > s} + u · (1 + #{j: s_j = s})) / (m + 1)
+        (u ~ U(0, 1] breaks ties: the smoothed p-value, exact rate even with tied scores),
+        and the target takes over iff p <= alpha, i.e. s beyond the calibrated quantile:
+        under exchangeability P(takeover) = floor((m + 1) alpha) / (m + 1) <= alpha."""
         if prop.scoring is None:  # empty chunk: the draft ended; nothing to judge
             return None
-        u = 1.0
-        if self.params.randomize_ties:  # a seeded uniform per decision, reproducible
+        u = 1.0  # u = 1: the conservative p-value (ties count against takeover)
+        if self.params.randomize_ties:  # u = a seeded uniform per decision, reproducible
             u = request_seed(ctx.chunking.seed, "tie", ctx.state.question.id, ctx.state.repeat, ctx.state.turn,
-                             prop.attempt, phase=ctx.chunking.phase) / 0x7FFFFFFF
+                             prop.attempt, phase=ctx.chunking.phase) / 0x7FFFFFFF  # 31-bit seed / (2^31 - 1) in (0, 1]
+        # Decision(p_value = p, threshold = q_hat, takeover = p <= alpha, group)
         return self.gate.decide(prop.scoring.ppl, ctx.state.question.id, ctx.state.turn, u)
 
     async def resolve(self, ctx, prop: Proposal) -> None:
         d = self.decide(ctx, prop)
         pre = {"pre_generated": True} if prop.pre_generated else None
-        if d is None or not d.takeover:
+        if d is None or not d.takeover:  # p > alpha: the chunk is in distribution, keep it
             ctx.keep(prop.gen)
             ctx.log(prop.gen, kept=True, attempt=prop.attempt, scoring=prop.scoring, decision=d, extra=pre)
             return
-        self.discard_pending(ctx)  # the next turn will not start after this chunk alone
-        if self.params.mode == "append":
+        self.discard_pending(ctx)  # p <= alpha: the next turn will not start after this chunk alone
+        if self.params.mode == "append":  # history += draft chunk + target continuation after it
             ctx.log(prop.gen, kept=True, attempt=prop.attempt, scoring=prop.scoring, decision=d, extra=pre)
             t = await ctx.generate("target", after=prop.gen)
             ctx.keep(prop.gen)
             ctx.keep(t)
             ctx.log(t, kept=True)
             return
+        # replace: the draft chunk is dropped; resample attempts 1..max_resample, each tested again
         ctx.log(prop.gen, kept=False, attempt=prop.attempt, scoring=prop.scoring, decision=d, extra=pre)
         for attempt in range(prop.attempt + 1, self.params.max_resample + 1):
             again = await self.propose(ctx, attempt)
             d = self.decide(ctx, again)
-            ok = d is None or not d.takeover
+            ok = d is None or not d.takeover  # the first resample with p > alpha is kept
             ctx.log(again.gen, kept=ok, attempt=attempt, scoring=again.scoring, decision=d)
             if ok:
                 ctx.keep(again.gen)
                 return
             self.discard_pending(ctx)
-        await target_writes(ctx)
+        await target_writes(ctx)  # every attempt had p <= alpha: history += target chunk in its place
 
     async def turn(self, ctx) -> None:
         try:

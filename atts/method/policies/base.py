@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from atts.errors import ConfigError
 from atts.method.conformal import ConformalGate, Decision
-from atts.runtime.runner import request_seed
+from atts.seeds import request_seed
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from atts.errors import ConfigError
-from atts.runtime.runner import request_seed
+from atts.seeds import request_seed
 
 from atts.method.policies.atts import Proposal
 from atts.method.policies.base import AlphaParams, Policy, _check_rate, coin, rule, target_writes

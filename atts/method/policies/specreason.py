@@ -9,7 +9,7 @@ from typing import Literal
 from atts.engines.sglang import Generation, RequestStats
 from atts.errors import ConfigError
 from atts.method.conformal import Decision
-from atts.runtime.runner import request_seed
+from atts.seeds import request_seed
 
 from atts.method.policies.base import ProposingPolicy, coin, rule, target_writes
 
