@@ -51,7 +51,7 @@ class RunningServer:
     def record(self) -> dict:
         return {"role": self.spec.role, "url": self.url, "pid": self.pid, "pgid": self.pid,
                 "model_path": self.spec.model_path, "log": str(self.log_path), "cmdline": self.cmdline,
-                "detached": self.tie is None}
+                "start_ticks": stale_mod.start_ticks(self.pid), "detached": self.tie is None}
 
     def untie(self) -> None:
         if self.tie is not None:

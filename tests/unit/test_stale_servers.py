@@ -12,7 +12,7 @@ import time
 
 from atts.commands import servers as servers_cmd
 from atts.serving import sglang as serving
-from atts.serving.stale import cmdline, find_stale
+from atts.serving.stale import cmdline, find_stale, start_ticks
 
 
 def _dummy(tmp_path, role="target", marker="sglang.launch_server"):
@@ -25,11 +25,13 @@ def _dummy(tmp_path, role="target", marker="sglang.launch_server"):
     return p, argv
 
 
-def _record(log_dir, role, pid, argv, detached=False):
+def _record(log_dir, role, pid, argv, detached=False, start=None):
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "servers.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     doc[role] = {"role": role, "pid": pid, "url": "http://127.0.0.1:1", "cmdline": argv, "detached": detached}
+    if start is not None:
+        doc[role]["start_ticks"] = start
     path.write_text(json.dumps(doc))
     (log_dir / f"{role}.pid").write_text(f"{pid}\n")
 
@@ -74,6 +76,10 @@ def test_reused_pid_running_another_command_is_left_alone(tmp_path):
     try:
         _record(log_dir, "target", p.pid, argv[:-1] + ["something-else"])
         assert find_stale(log_dir) == []
+        _record(log_dir, "target", p.pid, argv, start=start_ticks(p.pid) - 1)  # same pid, started earlier
+        assert find_stale(log_dir) == []
+        _record(log_dir, "target", p.pid, ["retitled"], start=start_ticks(p.pid))  # the very process
+        assert [s.pid for s in find_stale(log_dir)] == [p.pid]
         (log_dir / "servers.json").unlink()  # a bare PID file: matched by what the command runs
         assert [s.pid for s in find_stale(log_dir)] == [p.pid]
     finally:
