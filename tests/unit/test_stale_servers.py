@@ -13,6 +13,7 @@ import time
 from atts.commands import servers as servers_cmd
 from atts.serving import sglang as serving
 from atts.serving.stale import cmdline, find_stale, start_ticks
+from atts.testing.dummy_server import DummySpec
 
 
 def _dummy(tmp_path, role="target", marker="sglang.launch_server"):
@@ -57,8 +58,6 @@ def test_next_launch_reports_and_stops_a_stale_server(tmp_path, capsys):
 
 
 def test_server_group_stops_stale_servers_before_it_starts(tmp_path, capsys):
-    from tests.unit.test_watchdog import DummySpec  # a dummy "server" that starts in milliseconds
-
     log_dir = tmp_path / "logs"
     p, argv = _dummy(tmp_path)
     _record(log_dir, "draft", p.pid, argv)

@@ -1,7 +1,7 @@
 """Servers die with the process that launched them (atts.serving.watchdog), shown with a
-dummy "server": a python process that forks a helper (like SGLang's scheduler) and one
-that escapes into its own session, then sleeps. No SGLang here; tests/server/ has the
-real ones."""
+dummy "server" (atts.testing.dummy_server): a python process with a child in its group
+(like SGLang's scheduler) and one that escaped into its own session. No SGLang here;
+tests/server/test_stop_real.py has the real ones."""
 
 import json
 import os
@@ -9,39 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from atts.serving import sglang as serving
 from atts.serving.stale import cmdline
+from atts.testing.dummy_server import DummySpec
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# the dummy server: children in its group and one that setsid()s out of it; prints all pids
-DUMMY = r"""
-import os, subprocess, sys, time
-kids = [subprocess.Popen(["sleep", "300"]),
-        subprocess.Popen(["sleep", "301"], start_new_session=True)]
-print(" ".join(str(p) for p in [os.getpid()] + [k.pid for k in kids]), flush=True)
-time.sleep(300)
-"""
-
-
-@dataclass(frozen=True)
-class DummySpec:
-    role: str
-    model_path: str = "dummy"
-    host: str = "127.0.0.1"
-    port: int | None = 1  # never bound
-
-    def argv(self, port):
-        return [sys.executable, "-c", DUMMY]
-
-    def env(self):
-        return dict(os.environ)
-
 
 def _alive(pid: int) -> bool:
     return cmdline(pid) is not None
@@ -79,8 +55,7 @@ def _kill(pids):
 LAUNCHER = r"""
 import sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[3])
-from tests.unit.test_watchdog import DummySpec
+from atts.testing.dummy_server import DummySpec
 from atts.serving.sglang import start_server, write_records
 log_dir = Path(sys.argv[1])
 s = start_server(DummySpec("target"), log_dir, detached=sys.argv[2] == "detached")
@@ -91,7 +66,7 @@ time.sleep(300)
 
 
 def _launch(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, int]:
-    p = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path), mode, str(ROOT)], cwd=ROOT,
+    p = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path), mode], cwd=ROOT,
                          stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return p, int(p.stdout.readline())
 
