@@ -5,16 +5,18 @@ guard that does the mapping. The bottom layer: imports nothing from atts.
             report, grading, LLM settings): one ``error: ...`` line, no traceback
     exit 3  ServerError: a server could not be started or stopped (message has its log tail)
     exit 4  EngineError: a request failed after its retries, or the server went down
-    exit 130  Ctrl-C or SIGTERM: stopped cleanly; rerunning the command resumes
+    exit 130  Ctrl-C (SIGINT), 143 SIGTERM: stopped cleanly; rerunning the command resumes
+              (the signal handling is atts.signals)
 
 Each module raises its own kind (``ConfigError`` from atts.config, ...); they are defined
 here so that one table maps them all."""
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Callable
+
+from atts import signals
 
 
 class AttsError(Exception):
@@ -72,27 +74,23 @@ class EngineError(AttsError, RuntimeError):
         self.reason = reason
 
 
-INTERRUPTED_EXIT = 130
-
-
-def sigterm_to_interrupt(signum, frame):
-    # re-deliver as SIGINT: asyncio.run turns SIGINT into a clean cancellation of the main
-    # task, and outside asyncio it raises KeyboardInterrupt where the program is
-    signal.raise_signal(signal.SIGINT)
+INTERRUPTED_EXIT = 130  # SIGINT (128 + 2)
+TERMINATED_EXIT = 143  # SIGTERM (128 + 15)
 
 
 def run_guarded(body: Callable[[], int]) -> int:
-    """Run a command body: an AttsError prints one clear line and returns its exit code,
-    Ctrl-C / SIGTERM return 130 (servers started by the command are stopped by their
-    context managers on the way)."""
-    previous = signal.signal(signal.SIGTERM, sigterm_to_interrupt)  # SIGTERM: the same clean stop as Ctrl-C
-    try:
-        return body()
-    except AttsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: stopped cleanly; rerun the same command to resume", file=sys.stderr)
-        return INTERRUPTED_EXIT
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    """Run a command body: an AttsError prints one clear line and returns its exit code;
+    SIGINT / SIGTERM (handled by ``atts.signals`` whatever the inherited dispositions)
+    return 130 / 143, after the servers started by the command are stopped by their
+    context managers on the way."""
+    with signals.handling():
+        try:
+            return body()
+        except AttsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt as e:
+            code = signals.exit_status(e)
+            by = "terminated (SIGTERM)" if code == TERMINATED_EXIT else "interrupted"
+            print(f"{by}: stopped cleanly; rerun the same command to resume", file=sys.stderr)
+            return code

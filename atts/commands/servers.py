@@ -1,5 +1,12 @@
 """``atts servers start|stop``: start the draft and target SGLang servers in the background
-(printing their URLs, recording pids in the log directory) or stop the recorded ones."""
+(printing their URLs, recording pids and command lines in the log directory) or stop the
+recorded ones.
+
+``start`` launches them detached (no watchdog: they outlive the shell, as
+``scripts/launch_sglang_servers.sh`` documents). It refuses, exit 2, a log directory whose
+records name servers that still run (their records would be overwritten and the servers
+forgotten). ``stop`` stops every recorded server that still runs the recorded command
+(detached ones, and ones a killed ``atts run`` left behind), and removes the PID files."""
 
 from __future__ import annotations
 
@@ -11,7 +18,8 @@ from pathlib import Path
 
 from atts.config import load_config
 from atts.errors import ServerError
-from atts.serving.sglang import RunningServer, start_server, stop_pid_tree, stop_servers, wait_ready, write_records
+from atts.serving.sglang import RunningServer, start_server, stop_servers, stop_stale, wait_ready, write_records
+from atts.serving.stale import find_stale
 from atts.serving.spec import DEFAULT_HOST, ServerSpec
 
 
@@ -66,26 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(args.log_dir)
 
     if args.cmd == "stop":
-        stopped = 0
-        for pid_file in sorted(log_dir.glob("*.pid")):
-            try:
-                pid = int(pid_file.read_text().strip())
-            except ValueError:
-                pid_file.unlink()
-                continue
-            stop_pid_tree(pid)
+        stopped = stop_stale(log_dir, keep_detached=False, prefix="atts servers stop")
+        for s in stopped:
+            print(f"stopped {s.role} (pid {s.pid})", file=sys.stderr)
+        for pid_file in log_dir.glob("*.pid"):  # the rest name no running server
             pid_file.unlink(missing_ok=True)
-            print(f"stopped {pid_file.stem} (pid {pid})", file=sys.stderr)
-            stopped += 1
         if not stopped:
-            print(f"no servers recorded in {log_dir}", file=sys.stderr)
+            print(f"no running servers recorded in {log_dir}", file=sys.stderr)
         return 0
 
+    live = find_stale(log_dir)
+    if live:
+        print(f"error: {log_dir} records servers that still run ({', '.join(s.describe() for s in live)}); "
+              f"stop them first: atts servers stop --log-dir {log_dir}", file=sys.stderr)
+        return 2
     specs = _specs_from_args(args)
     servers: list[RunningServer] = []
     try:
         for spec in specs:
-            servers.append(start_server(spec, log_dir))
+            servers.append(start_server(spec, log_dir, detached=True))
         write_records(servers, log_dir)
         wait_ready(servers, args.timeout)
     except (ServerError, KeyboardInterrupt) as e:

@@ -2,9 +2,12 @@
 
 Used three ways:
 - embedded: ``with ServerGroup(specs, log_dir) as urls:`` starts the draft and target
-  servers on free ports, and stops them on exit, on errors and on Ctrl-C;
+  servers on free ports, and stops them on exit, on errors, on Ctrl-C and SIGTERM; each
+  runs under a watchdog (`atts.serving.watchdog`) that stops it if atts dies (kill -9
+  included). Servers of a previous launch into the same log directory that are still
+  running (`atts.serving.stale`) are reported in one line and stopped first;
 - detached: ``python -m atts.servers start ...`` (what ``scripts/launch_sglang_servers.sh``
-  calls) starts them in the background, writes PID files and ``servers.json`` under the
+  calls) starts them in the background, untied (no watchdog: they outlive the shell), writes PID files and ``servers.json`` under the
   log directory, prints one URL per line and returns;
 - ``python -m atts.servers stop`` (``scripts/stop_sglang_servers.sh``) stops them.
 
@@ -13,12 +16,13 @@ No shell is involved: argv lists are passed to ``subprocess`` as they are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
-import threading
+import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -26,8 +30,13 @@ from pathlib import Path
 
 import httpx
 
-from atts.errors import ServerError, sigterm_to_interrupt
+from atts import signals
+from atts.errors import ServerError
+from atts.serving import stale as stale_mod
+from atts.serving import watchdog
 from atts.serving.spec import DEFAULT_HOST, ServerSpec
+
+STOP_GRACE_S = 15.0  # SIGTERM -> SIGKILL; a stop takes at most this + 5 s per server
 
 @dataclass
 class RunningServer:
@@ -36,10 +45,18 @@ class RunningServer:
     pid: int
     log_path: Path
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    cmdline: list[str] = field(default_factory=list)  # what `pid` runs: how a later launch recognises it
+    tie: int | None = field(default=None, repr=False)  # write end of the watchdog's tie pipe (None: detached)
 
     def record(self) -> dict:
         return {"role": self.spec.role, "url": self.url, "pid": self.pid, "pgid": self.pid,
-                "model_path": self.spec.model_path, "log": str(self.log_path)}
+                "model_path": self.spec.model_path, "log": str(self.log_path), "cmdline": self.cmdline,
+                "start_ticks": stale_mod.start_ticks(self.pid), "detached": self.tie is None}
+
+    def untie(self) -> None:
+        if self.tie is not None:
+            os.close(self.tie)
+            self.tie = None
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -55,16 +72,29 @@ def log_tail(path: Path, n: int = 40) -> str:
         return "(no log)"
 
 
-def start_server(spec: ServerSpec, log_dir: Path) -> RunningServer:
+def start_server(spec: ServerSpec, log_dir: Path, *, detached: bool = False) -> RunningServer:
     """Start one server in its own process session (so that its whole tree can be
-    signalled), without waiting for readiness."""
+    signalled), without waiting for readiness. Tied (the default): under a watchdog that
+    stops the tree when this process dies; ``detached``: the server alone, outliving us."""
     log_dir.mkdir(parents=True, exist_ok=True)
     port = spec.port or free_port(spec.host)
     log_path = log_dir / f"{spec.role}.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(spec.argv(port), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=spec.env(), start_new_session=True)
-    return RunningServer(spec, f"http://{spec.host}:{port}", proc.pid, log_path, proc)
+    argv, tie, pass_fds = spec.argv(port), None, ()
+    if not detached:
+        read_end, tie = os.pipe()  # both non-inheritable; only the watchdog gets read_end
+        argv, pass_fds = watchdog.command(argv, read_end, STOP_GRACE_S), (read_end,)
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=spec.env(), start_new_session=True, pass_fds=pass_fds)
+    except BaseException:
+        if tie is not None:
+            os.close(tie)
+        raise
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
+    return RunningServer(spec, f"http://{spec.host}:{port}", proc.pid, log_path, proc, list(argv), tie)
 
 
 def _alive(server: RunningServer) -> bool:
@@ -112,15 +142,22 @@ def _tree_pids(pid: int) -> list[int]:
         return []
 
 
-def stop_pid_tree(pid: int, grace: float = 15.0) -> None:
+def stop_pid_tree(pid: int, grace: float = STOP_GRACE_S) -> None:
     """SIGTERM the process group led by ``pid`` and every descendant, then SIGKILL what
     is left after ``grace`` seconds."""
-    pids = [pid, *_tree_pids(pid)]
+    stop_pid_trees([pid], grace)
+
+
+def stop_pid_trees(leaders: list[int], grace: float = STOP_GRACE_S) -> None:
+    """``stop_pid_tree`` of several trees at once: one grace period for all (two servers
+    stop within ``grace`` + 5 s, not twice that: a SIGTERM must end atts within 30 s)."""
+    pids = [p for pid in leaders for p in (pid, *_tree_pids(pid))]
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for pid in leaders:
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
         for p in pids:
             try:
                 os.kill(p, sig)
@@ -153,13 +190,46 @@ def _pid_alive(pid: int) -> bool:
 
 
 def stop_servers(servers: list[RunningServer]) -> None:
-    for s in servers:
-        stop_pid_tree(s.pid)
-        if s.proc is not None:
-            try:
-                s.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+    """Stop each server's tree. Not interruptible: a stop signal meanwhile says what is
+    being stopped and how long it may take (`atts.signals.shielded`), and the stop goes on."""
+    if not servers:
+        return
+    what = (f"stopping the {', '.join(s.spec.role for s in servers)} server(s) (pid "
+            f"{', '.join(str(s.pid) for s in servers)}), up to {STOP_GRACE_S + 5:.0f} s")
+    with signals.shielded(what):
+        stop_pid_trees([s.pid for s in servers])
+        for s in servers:
+            if s.proc is not None:
+                try:
+                    s.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            s.untie()
+
+
+def stop_stale(log_dir: Path, json_paths: list[Path] | tuple[Path, ...] = (), *, keep_detached: bool = True,
+               prefix: str = "atts") -> list[stale_mod.Stale]:
+    """Report, in one line, the servers of a previous launch recorded under ``log_dir`` (and
+    in ``json_paths``) that still run, and stop them; detached ones (``atts servers
+    start``) are only reported when ``keep_detached``. Returns those stopped."""
+    found = stale_mod.find_stale(log_dir, json_paths)
+    if not found:
+        return []
+    stop = [s for s in found if not (keep_detached and s.detached)]
+    kept = [s for s in found if s not in stop]
+    parts = []
+    if stop:
+        parts.append(f"stopping {len(stop)} server(s) of a previous launch recorded in {log_dir}, still running "
+                     f"({', '.join(s.describe() for s in stop)})")
+    if kept:
+        parts.append(f"leaving {len(kept)} detached server(s) running ({', '.join(s.describe() for s in kept)}; "
+                     f"stop them with: atts servers stop --log-dir {log_dir})")
+    print(f"{prefix}: {'; '.join(parts)}", file=sys.stderr, flush=True)
+    with signals.shielded(f"stopping stale server(s) {', '.join(s.describe() for s in stop)}, "
+                          f"up to {STOP_GRACE_S + 5:.0f} s"):
+        stop_pid_trees([s.pid for s in stop])
+    stale_mod.forget(log_dir, stop)
+    return stop
 
 
 def write_records(servers: list[RunningServer], log_dir: Path, json_path: Path | None = None) -> None:
@@ -187,20 +257,21 @@ class ServerGroup:
         self.servers: list[RunningServer] = []
 
     def __enter__(self) -> dict[str, str]:
-        # SIGTERM takes the same path as Ctrl-C, so that __exit__ stops the servers (they
-        # run in their own sessions and would otherwise outlive us).
-        self._previous_sigterm = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
+        # SIGTERM and SIGINT raise KeyboardInterrupt (atts.signals), so that __exit__ stops
+        # the servers; the watchdogs stop them if we die without running it.
+        self._signals = contextlib.ExitStack()
+        self._signals.enter_context(signals.handling())
         try:
+            stop_stale(self.log_dir, [self.servers_json] if self.servers_json else [])
             for spec in self.specs:
                 self.servers.append(start_server(spec, self.log_dir))
             write_records(self.servers, self.log_dir, self.servers_json)
             wait_ready(self.servers, self.timeout)
         except BaseException:
-            stop_servers(self.servers)
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            try:
+                stop_servers(self.servers)
+            finally:
+                self._signals.close()
             raise
         return {s.spec.role: s.url for s in self.servers}
 
@@ -210,5 +281,4 @@ class ServerGroup:
             for s in self.servers:
                 (self.log_dir / f"{s.spec.role}.pid").unlink(missing_ok=True)
         finally:
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._signals.close()
