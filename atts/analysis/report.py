@@ -23,7 +23,7 @@ graded by ``atts grade`` (e.g. the research code's runs) to the accuracy table.
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import base64
 import html
 import io
@@ -567,15 +567,8 @@ def default_output(run_dirs: list[Path]) -> Path:
     return common / "report"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="atts report", description="Markdown/HTML report with plots (see module docs).")
-    ap.add_argument("runs", nargs="+", help="run directories (one per policy to compare)")
-    ap.add_argument("--output", help="report directory (default: RUN_DIR/report, or <common parent>/report)")
-    ap.add_argument("--legacy", action="append", default=[], metavar="GRADE.json",
-                    help="an `atts grade --output` file to add to the accuracy table (repeatable)")
-    ap.add_argument("--timeline-samples", type=int, default=6, help="samples shown in each timeline")
-    ap.add_argument("--no-grade", action="store_true", help="skip regrading (use summary.json only)")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts report`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         dirs = [Path(d) for d in args.runs]
@@ -591,5 +584,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["report", *sys.argv[1:]]))

@@ -22,7 +22,7 @@ same command resumes each run.
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import asyncio
 import dataclasses
 import sys
@@ -225,20 +225,8 @@ async def compare_async(base: RunConfig, entries: list[Entry], out: Path, *, pro
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="atts compare", description=__doc__.split("\n\n")[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--policies", required=True, help="comma-separated policy names or label=policy")
-    ap.add_argument("--output", required=True, help="output directory")
-    ap.add_argument("--limit", type=int, help="first N questions")
-    ap.add_argument("--samples-per-question", type=int)
-    ap.add_argument("--alpha", type=float, help="alpha for every policy that has one")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
-    ap.add_argument("--param", action="append", default=[], metavar="LABEL.KEY=VALUE",
-                    help="policy parameter of one run, e.g. --param specreason.threshold=9")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts compare`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         base, entries = build_entries(args)
@@ -251,5 +239,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["compare", *sys.argv[1:]]))

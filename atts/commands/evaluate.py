@@ -9,7 +9,7 @@ exactly the missing samples.
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import asyncio
 import dataclasses
 import sys
@@ -124,30 +124,14 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def add_eval_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--policy")
-    ap.add_argument("--calibration", help="calibration file (default: calibration.path or <output_dir>/calibration.json)")
-    ap.add_argument("--output-dir")
-    ap.add_argument("--limit", type=int, help="first N questions")
-    ap.add_argument("--samples-per-question", type=int)
-    ap.add_argument("--alpha", type=float)
-    ap.add_argument("--force", action="store_true", help="accept a mismatched calibration or output directory")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override any config key, e.g. --set policy.grouping=marginal (repeatable)")
-    ap.add_argument("--no-progress", action="store_true")
-
-
 def config_from_args(args) -> RunConfig:
     return with_overrides(load_config(args.config), policy=args.policy, alpha=args.alpha,
                           samples_per_question=args.samples_per_question, limit=args.limit,
                           output_dir=args.output_dir, calibration=args.calibration, sets=args.set)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.evaluate", description="Evaluate a policy (see module docs).")
-    add_eval_args(ap)
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts evaluate`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         cfg = config_from_args(args)
@@ -160,5 +144,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["evaluate", *sys.argv[1:]]))
