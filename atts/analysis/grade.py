@@ -28,8 +28,8 @@ the output lists how often its verdict agrees with the chosen field's.
 
 from __future__ import annotations
 
-import importlib
 import gzip
+import importlib
 import json
 import re
 import statistics

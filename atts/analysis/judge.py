@@ -15,8 +15,8 @@ key handling as in `atts.reextract` (`atts.llm`).
 
 from __future__ import annotations
 
-import importlib
 import asyncio
+import importlib
 import json
 import re
 import sys
@@ -97,7 +97,7 @@ async def judge(run_dir: Path, settings: LLMSettings, *, field_name: str = "answ
     doc.update({"format": FORMAT, "answer_field": field_name, "prompt": PROMPT_VERSION,
                 "metric": "anyone_check: a question counts as solved if the judge says any of its answers matches"})
     todo = todo_of(doc, current, settings.model, force)
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in notebooks, text elsewhere
 
     bar = tqdm(total=len(todo), desc=f"judge ({settings.model})", unit="question", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)

@@ -21,8 +21,8 @@ research code judged its LLM-extracted answers.
 
 from __future__ import annotations
 
-import importlib
 import asyncio
+import importlib
 import json
 import sys
 import time
@@ -88,7 +88,7 @@ async def reextract(run_dir: Path, settings: LLMSettings, *, field_name: str = "
     store = RunStore(run_dir)
     records = store.completed()
     todo = [k for k, r in records.items() if needs_work(r, field_name, settings.model, force)]
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in notebooks, text elsewhere
 
     bar = tqdm(total=len(todo), desc=f"re-extract ({settings.model})", unit="sample", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)

@@ -23,9 +23,9 @@ graded by ``atts grade`` (e.g. the research code's runs) to the accuracy table.
 
 from __future__ import annotations
 
-import importlib
 import base64
 import html
+import importlib
 import io
 import json
 import math
@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from atts.analysis import figures
 from atts.analysis.grade import compute
 from atts.errors import CalibrationError, ReportError, UserError, run_guarded
 from atts.method.conformal import CalibrationFile
@@ -139,24 +140,18 @@ def timeline_samples(records: list[dict], n: int) -> list[dict]:
 # ---------------------------------------------------------------- plots
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100})
-    return plt
+    """pyplot's `subplots` without pyplot (`atts.analysis.figures`): a notebook's backend
+    and figures are left alone."""
+    return figures
 
 
 def _save(fig, path: Path) -> Path:
     """PNG with a 256-colour palette: plots have few colours, and the file is a third
     of the size (reports are committed and embedded in HTML)."""
-    import matplotlib.pyplot as plt
     from PIL import Image
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     buf.seek(0)
     img = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     tmp = path.with_name(f".{path.name}.tmp")

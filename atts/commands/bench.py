@@ -25,9 +25,9 @@ memory, with every sample of the level in flight at once.
 
 from __future__ import annotations
 
-import importlib
 import asyncio
 import dataclasses
+import importlib
 import json
 import math
 import resource

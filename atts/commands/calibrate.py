@@ -14,9 +14,9 @@ writes a calibration file (`atts.conformal.CalibrationFile`).
 
 from __future__ import annotations
 
-import importlib
 import asyncio
 import dataclasses
+import importlib
 import sys
 import time
 from pathlib import Path

@@ -22,14 +22,15 @@ same command resumes each run.
 
 from __future__ import annotations
 
-import importlib
 import asyncio
 import dataclasses
+import importlib
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+from atts.analysis import figures
 from atts.commands.calibrate import calibrate_async, calibration_meta, policy_params
 from atts.commands.evaluate import evaluate_async
 from atts.config import RunConfig, load_config, stable_hash, with_overrides
@@ -167,12 +168,7 @@ def markdown(rows: list[dict], k: int) -> str:
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
     """pass@1 against median sample latency, and against the target's token share."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    fig, axes = figures.subplots(1, 2, figsize=(11, 4.4), sharey=True)  # no pyplot: a notebook's backend stays
     for ax, key, xlabel in ((axes[0], "latency_median", "median sample latency (s)"),
                             (axes[1], "target_token_share", "target's share of generated tokens")):
         for r in rows:
@@ -188,7 +184,6 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- run

@@ -9,9 +9,9 @@ exactly the missing samples.
 
 from __future__ import annotations
 
-import importlib
 import asyncio
 import dataclasses
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -22,10 +22,11 @@ from atts.errors import CalibrationError, run_guarded
 from atts.method.conformal import CalibrationFile, ConformalGate
 from atts.method.policies import make_policy
 from atts.runtime.runner import Role, run_all
+from atts.runtime.provenance import git_state
 from atts.runtime.session import Session, chunking_of
 from atts.runtime.store import RunStore, versions
 from atts.runtime.summary import summarize
-from atts.tasks.datasets import load_from_config
+from atts.tasks.datasets import dataset_source, load_from_config
 from atts.tasks.grading import Grader
 from atts.tasks.chunk_replay import short_chunk_warning
 
@@ -66,6 +67,7 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
         "config": cfg.to_dict(public=True), "config_path": cfg.source_path, "command": command,
         "versions": versions(), "calibration": {"path": str(calibration or cfg.calibration_path), "hash": cal.hash}
         if cal else None, "questions": [q.id for q in questions], "samples_per_question": k,
+        "dataset_source": dataset_source(cfg.dataset), "git": git_state(),  # issue 14: provenance
     }
     store.open(run_hash(cfg, cal.hash if cal else None), manifest, force=force)
     t0 = time.perf_counter()

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import importlib
 import dataclasses
+import importlib
 import subprocess
 import sys
 from pathlib import Path

@@ -18,8 +18,8 @@ memory and fd figures include it (its sockets are a few per in-flight request).
 
 from __future__ import annotations
 
-import importlib
 import asyncio
+import importlib
 import json
 import math
 import sys

@@ -270,7 +270,7 @@ class Progress:
     """tqdm bar: samples done, running accuracy, takeover rate."""
 
     def __init__(self, total: int, desc: str, enabled: bool = True):
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in notebooks, text elsewhere
 
         self.bar = tqdm(total=total, desc=desc, unit="sample", disable=not enabled, file=sys.stderr,
                         dynamic_ncols=True, mininterval=0.5)
