@@ -144,6 +144,8 @@ def resolved_config(args) -> RunConfig:
     if hasattr(args, "policy") and hasattr(args, "output_dir"):  # run / evaluate
         return evaluate.config_from_args(args)
     flags = {k: getattr(args, k) for k in ("alpha", "limit", "samples_per_question") if getattr(args, k, None)}
+    if args.cmd == "calibrate":
+        flags.pop("limit", None)  # calibrate's --limit counts calibration questions, not dataset.limit
     return with_overrides(load_config(args.config), sets=args.set, **flags)
 
 

@@ -99,3 +99,18 @@ def test_wandb_missing_is_a_one_line_error(run_dir, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
     assert main(["export", str(run_dir), "--format", "jsonl", "--wandb", "p"]) == 2
     assert "needs the wandb package" in capsys.readouterr().err
+
+
+def test_report_leaves_the_plotting_backend_alone(run_dir, tmp_path):
+    """A notebook's backend (here svg) and pyplot's figure list are untouched by a report."""
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        assert main(["report", str(run_dir), "--no-grade", "--output-dir", str(tmp_path / "rep")]) == 0
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == []
+        assert list((tmp_path / "rep").glob("*.png"))
+    finally:
+        matplotlib.use(before)
