@@ -12,7 +12,7 @@ from pathlib import Path
 from atts.config import load_config
 from atts.errors import ServerError
 from atts.serving.sglang import RunningServer, start_server, stop_pid_tree, stop_servers, wait_ready, write_records
-from atts.serving.spec import DEFAULT_HOST, ServerSpec
+from atts.serving.spec import ServerSpec
 
 
 def _specs_from_args(args) -> list[ServerSpec]:
