@@ -1,8 +1,9 @@
-"""`python -m atts.calibrate`: kept for scripts and users; the code lives in `atts.commands.calibrate`."""
+"""`python -m atts.calibrate`: kept for scripts and users; the same as `atts calibrate` (the code lives in
+`atts.commands.calibrate`, the parser in `atts.cli`)."""
 
 import sys
 
-from atts.commands.calibrate import main
+from atts.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["calibrate", *sys.argv[1:]]))

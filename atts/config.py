@@ -146,10 +146,22 @@ class DatasetConfig:
     data_dir: str | None = None  # local JSONL directory (default: $ATTS_DATA_DIR, then ../shared/datasets)
     size: int | None = None  # generated datasets (arith): questions in the split
     seed: int = 0  # choice shuffling (GPQA), generated datasets
+    # issue 14, a generic dataset (like an lm-eval task YAML): with `path`, `name` is a free label
+    # and the questions come from any hub dataset or local JSONL file (atts.tasks.datasets.GenericSource)
+    path: str | None = None  # hub id "org/name", or a local .jsonl file
+    subset: str | None = None  # the hub dataset's config name
+    revision: str | None = None  # hub commit, tag or branch: pins the data
+    problem_field: str = "problem"
+    answer_field: str = "answer"  # multiple choice: the correct choice's letter, index or text
+    choices_field: str | None = None  # a list of options: the question is multiple choice
+    id_field: str | None = None  # default: the row's position
 
     def validate(self, key: str) -> None:
-        if self.name not in DATASETS:
-            raise ConfigError(f"{key}.name: unknown dataset {self.name!r}; known: {', '.join(sorted(DATASETS))}")
+        if self.path is None and self.name not in DATASETS:
+            raise ConfigError(f"{key}.name: unknown dataset {self.name!r}; known: {', '.join(sorted(DATASETS))} "
+                              f"(or give {key}.path: a hub dataset or a local JSONL file)")
+        if self.path is not None and self.preset is not None:
+            raise ConfigError(f"{key}.preset: presets name registry datasets; not with {key}.path")
         if self.limit is not None:
             _positive(f"{key}.limit", self.limit)
 

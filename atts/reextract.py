@@ -1,8 +1,9 @@
-"""`python -m atts.reextract`: kept for scripts and users; the code lives in `atts.analysis.reextract`."""
+"""`python -m atts.reextract`: kept for scripts and users; the same as `atts reextract` (the code lives in
+`atts.analysis.reextract`, the parser in `atts.cli`)."""
 
 import sys
 
-from atts.analysis.reextract import main
+from atts.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["reextract", *sys.argv[1:]]))

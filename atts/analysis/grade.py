@@ -28,8 +28,8 @@ the output lists how often its verdict agrees with the chosen field's.
 
 from __future__ import annotations
 
-import argparse
 import gzip
+import importlib
 import json
 import re
 import statistics
@@ -268,18 +268,8 @@ def format_result(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.compute_accuracy",
-                                 description="Grade an atts run or the research code's results (see module docs).")
-    ap.add_argument("dir", help="an atts run directory, a directory of problem_XXXX.json, or a traces .jsonl(.gz)")
-    ap.add_argument("--dataset", help="dataset of the gold answers (default: the run's own)")
-    ap.add_argument("--samples-per-question", "-K", type=int, help="K (default: the run's own)")
-    ap.add_argument("--answer-field", help="answer to grade (default: answer for our runs, final_answer for research)")
-    ap.add_argument("--output", help="write the result JSON here")
-    ap.add_argument("--per-sample", action="store_true", help="include every sample's answers and verdicts")
-    ap.add_argument("--data-dir", help="local dataset directory (default: $ATTS_DATA_DIR or ../shared/datasets)")
-    ap.add_argument("--workers", type=int, default=2, help="grading processes")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts grade`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         if args.samples_per_question is not None and args.samples_per_question < 1:
@@ -299,5 +289,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["grade", *sys.argv[1:]]))

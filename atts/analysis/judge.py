@@ -15,8 +15,8 @@ key handling as in `atts.reextract` (`atts.llm`).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import importlib
 import json
 import re
 import sys
@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, add_llm_args, check_run_dir
+from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, check_run_dir
 from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 from atts.records import is_complete
@@ -98,7 +98,7 @@ async def judge(run_dir: Path, settings: LLMSettings, *, field_name: str = "answ
     doc.update({"format": FORMAT, "answer_field": field_name, "prompt": PROMPT_VERSION,
                 "metric": "anyone_check: a question counts as solved if the judge says any of its answers matches"})
     todo = todo_of(doc, current, settings.model, force)
-    from tqdm import tqdm  # deferred: tqdm only when there is work to show
+    from tqdm.auto import tqdm  # a widget in notebooks, text elsewhere
 
     bar = tqdm(total=len(todo), desc=f"judge ({settings.model})", unit="question", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
@@ -140,13 +140,8 @@ def report_line(c: dict, run_dir: Path, field_name: str) -> str:
             f"{c['unparsed']} replies neither yes nor no); judge pass@k {pk}; {judge_path(run_dir, field_name)}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.judge", description="LLM judge, anyone_check (see module docs).")
-    ap.add_argument("run_dir")
-    ap.add_argument("--answer-field", default="answer", help="answers judged: answer (ours) or an answers.<field>")
-    add_llm_args(ap)
-    ap.set_defaults(max_tokens=8)
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts judge`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         d = Path(args.run_dir)
@@ -171,5 +166,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["judge", *sys.argv[1:]]))

@@ -10,7 +10,6 @@ carries no credentials (no user:password, no query string).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import time
@@ -109,18 +108,6 @@ class LLMClient:
 
 
 # ----------------------------------------------------------------------------- shared by reextract and judge
-
-
-def add_llm_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--model", help="model name (default: $OPENAI_MODEL)")
-    ap.add_argument("--base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
-    ap.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
-    ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    ap.add_argument("--retries", type=int, default=3)
-    ap.add_argument("--dry-run", action="store_true", help="send nothing, write nothing; show what would be done")
-    ap.add_argument("--force", action="store_true", help="redo items already done by this model")
-    ap.add_argument("--no-progress", action="store_true")
 
 
 def check_run_dir(d: Path) -> None:

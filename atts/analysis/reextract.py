@@ -21,15 +21,15 @@ research code judged its LLM-extracted answers.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import importlib
 import json
 import sys
 import time
 from pathlib import Path
 
 from atts.analysis.judge import judge, report_line
-from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, add_llm_args, check_run_dir
+from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, check_run_dir
 from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 from atts.tasks.grading import Grader, extract_boxed
@@ -89,7 +89,7 @@ async def reextract(run_dir: Path, settings: LLMSettings, *, field_name: str = "
     store = RunStore(run_dir)
     records = store.completed()
     todo = [k for k, r in records.items() if needs_work(r, field_name, settings.model, force)]
-    from tqdm import tqdm  # deferred: tqdm only when there is work to show
+    from tqdm.auto import tqdm  # a widget in notebooks, text elsewhere
 
     bar = tqdm(total=len(todo), desc=f"re-extract ({settings.model})", unit="sample", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
@@ -134,15 +134,8 @@ def dry_run(run_dir: Path, settings: LLMSettings, field_name: str, max_chars: in
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.reextract", description="LLM answer re-extraction (see module docs).")
-    ap.add_argument("run_dir")
-    ap.add_argument("--field", default="llm", help="answers.<field> to write (default: llm)")
-    ap.add_argument("--max-chars", type=int, default=4000, help="reasoning characters sent (its tail)")
-    ap.add_argument("--judge", action="store_true", help="then judge the re-extracted answers (python -m atts.judge)")
-    ap.add_argument("--judge-max-tokens", type=int, default=8)
-    add_llm_args(ap)
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts reextract`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         d = Path(args.run_dir)
@@ -170,5 +163,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["reextract", *sys.argv[1:]]))

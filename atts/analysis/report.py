@@ -23,9 +23,9 @@ graded by ``atts grade`` (e.g. the research code's runs) to the accuracy table.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
+import importlib
 import io
 import json
 import math
@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from atts.analysis import figures
 from atts.analysis.grade import compute
 from atts.errors import CalibrationError, ReportError, UserError, run_guarded
 from atts.method.conformal import CalibrationFile
@@ -141,24 +142,18 @@ def timeline_samples(records: list[dict], n: int) -> list[dict]:
 # ---------------------------------------------------------------- plots
 
 def _plt():
-    import matplotlib  # deferred: matplotlib is heavy and only needed to draw
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # deferred: after matplotlib.use("Agg")
-
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100})
-    return plt
+    """pyplot's `subplots` without pyplot (`atts.analysis.figures`): a notebook's backend
+    and figures are left alone."""
+    return figures
 
 
 def _save(fig, path: Path) -> Path:
     """PNG with a 256-colour palette: plots have few colours, and the file is a third
     of the size (reports are committed and embedded in HTML)."""
-    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only needed to draw
     from PIL import Image  # deferred: Pillow, only to shrink a drawn image
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     buf.seek(0)
     img = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -571,15 +566,8 @@ def default_output(run_dirs: list[Path]) -> Path:
     return common / "report"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="atts report", description="Markdown/HTML report with plots (see module docs).")
-    ap.add_argument("runs", nargs="+", help="run directories (one per policy to compare)")
-    ap.add_argument("--output", help="report directory (default: RUN_DIR/report, or <common parent>/report)")
-    ap.add_argument("--legacy", action="append", default=[], metavar="GRADE.json",
-                    help="an `atts grade --output` file to add to the accuracy table (repeatable)")
-    ap.add_argument("--timeline-samples", type=int, default=6, help="samples shown in each timeline")
-    ap.add_argument("--no-grade", action="store_true", help="skip regrading (use summary.json only)")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts report`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         dirs = [Path(d) for d in args.runs]
@@ -595,5 +583,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["report", *sys.argv[1:]]))

@@ -25,9 +25,9 @@ memory, with every sample of the level in flight at once.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import math
 import resource
@@ -481,23 +481,8 @@ def _bench_hash(cfg: RunConfig) -> str:
     return run_hash(d, None) + f"-{cfg.dataset.limit}-{cfg.samples_per_question}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="atts bench", description="Speed benchmark (see module docs).")
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--output", required=True, help="directory for bench.json, bench.md and the rows' samples")
-    ap.add_argument("--limit", type=int, help="first N questions (default: the config's)")
-    ap.add_argument("--samples-per-question", type=int)
-    ap.add_argument("--rows", default=",".join(ROW_ORDER), help=f"comma-separated subset of {','.join(ROW_ORDER)}")
-    ap.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)),
-                    help="orchestrator concurrency levels (empty: skip)")
-    ap.add_argument("--max-in-flight", default="", metavar="N[,N...]",
-                    help="run every row at each cap on samples in flight, e.g. 4,64 (default: all samples at once)")
-    ap.add_argument("--orchestrator-max-turns", type=int, default=2, help="turn cap of the orchestrator runs")
-    ap.add_argument("--calibration", help="calibration file (default: calibration.path or DIR/calibration.json)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    ap.add_argument("--fresh", action="store_true", help="rerun rows already in DIR/bench.json")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts bench`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         names = [n.strip() for n in args.rows.split(",") if n.strip()]
@@ -527,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("bench: set dataset.limit in the config or pass --limit")
         if not cfg.calibration.path:
             cfg = with_overrides(cfg, calibration=str(out / "calibration.json"))
-        command = "atts bench " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "atts bench " + " ".join(sys.argv[1:])
         doc = asyncio.run(bench_async(cfg, out, names, levels, args.orchestrator_max_turns, args.fresh,
                                       not args.no_progress, command, in_flight or None))
         print(format_table(doc))
@@ -537,5 +522,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["bench", *sys.argv[1:]]))

@@ -14,10 +14,10 @@ writes a calibration file (`atts.conformal.CalibrationFile`).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import hashlib
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -242,15 +242,8 @@ def describe(cal: CalibrationFile, alpha: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.calibrate", description=__doc__.split("\n\n")[1])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--output", help="calibration file (default: calibration.path, or <output_dir>/calibration.json)")
-    ap.add_argument("--limit", type=int, help="first N calibration questions")
-    ap.add_argument("--alpha", type=float)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts calibrate`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         cfg = with_overrides(load_config(args.config), alpha=args.alpha, sets=args.set)
@@ -263,5 +256,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["calibrate", *sys.argv[1:]]))

@@ -29,15 +29,16 @@ same command resumes each run.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
+import importlib
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 from atts.analysis.paired import paired_by_question, paired_markdown
+from atts.analysis import figures
 from atts.commands.calibrate import calibrate_async, calibration_meta, policy_params
 from atts.commands.evaluate import evaluate_async
 from atts.config import RunConfig, load_config, stable_hash, with_overrides
@@ -175,12 +176,7 @@ def markdown(rows: list[dict], k: int) -> str:
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
     """pass@1 against median sample latency, and against the target's token share."""
-    import matplotlib  # deferred: matplotlib is heavy and only needed to draw
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # deferred: after matplotlib.use("Agg")
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    fig, axes = figures.subplots(1, 2, figsize=(11, 4.4), sharey=True)  # no pyplot: a notebook's backend stays
     for ax, key, xlabel in ((axes[0], "latency_median", "median sample latency (s)"),
                             (axes[1], "target_token_share", "target's share of generated tokens")):
         for r in rows:
@@ -196,7 +192,6 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- run
@@ -250,20 +245,8 @@ def paired_section(base: RunConfig, entries: list[Entry], records_of: dict[str, 
             (f"\nSeeds not honoured: {note}.\n" if note else "")}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="atts compare", description=__doc__.split("\n\n")[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--policies", required=True, help="comma-separated policy names or label=policy")
-    ap.add_argument("--output", required=True, help="output directory")
-    ap.add_argument("--limit", type=int, help="first N questions")
-    ap.add_argument("--samples-per-question", type=int)
-    ap.add_argument("--alpha", type=float, help="alpha for every policy that has one")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
-    ap.add_argument("--param", action="append", default=[], metavar="LABEL.KEY=VALUE",
-                    help="policy parameter of one run, e.g. --param specreason.threshold=9")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts compare`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         base, entries = build_entries(args)
@@ -276,5 +259,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["compare", *sys.argv[1:]]))

@@ -9,9 +9,9 @@ exactly the missing samples.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -24,12 +24,13 @@ from atts.method.policies import make_policy
 from atts.runtime.context import ScoringPrompt, scoring_prompt_named
 from atts.runtime.progress import bar
 from atts.runtime.runner import Role, run_all
+from atts.runtime.provenance import git_state
 from atts.runtime.schedule import Schedule, schedule_named
 from atts.runtime.session import Session, chunking_of
 from atts.runtime.store import RunStore, versions
 from atts.runtime.seeds import seed_support
 from atts.runtime.summary import budget_accuracy, summarize
-from atts.tasks.datasets import load_from_config
+from atts.tasks.datasets import dataset_source, load_from_config
 from atts.tasks.grading import Grader
 from atts.tasks.chunk_replay import short_chunk_warning
 
@@ -80,6 +81,7 @@ async def evaluate_async(cfg: RunConfig, roles: dict[str, Role], *, calibration:
         "versions": versions(), "calibration": {"path": str(calibration or cfg.calibration_path), "hash": cal.hash}
         | calibration_record(cal) if cal else None, "questions": [q.id for q in questions], "samples_per_question": k,
         "seeds_honoured": seeds["seeds_honoured"], "seeds": seeds,
+        "dataset_source": dataset_source(cfg.dataset), "git": git_state(),  # issue 14: provenance
     }
     store.open(run_hash(cfg, cal.hash if cal else None), manifest, force=force)
     t0 = time.perf_counter()
@@ -164,30 +166,14 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def add_eval_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--policy")
-    ap.add_argument("--calibration", help="calibration file (default: calibration.path or <output_dir>/calibration.json)")
-    ap.add_argument("--output-dir")
-    ap.add_argument("--limit", type=int, help="first N questions")
-    ap.add_argument("--samples-per-question", type=int)
-    ap.add_argument("--alpha", type=float)
-    ap.add_argument("--force", action="store_true", help="accept a mismatched calibration or output directory")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override any config key, e.g. --set policy.grouping=marginal (repeatable)")
-    ap.add_argument("--no-progress", action="store_true")
-
-
 def config_from_args(args) -> RunConfig:
     return with_overrides(load_config(args.config), policy=args.policy, alpha=args.alpha,
                           samples_per_question=args.samples_per_question, limit=args.limit,
                           output_dir=args.output_dir, calibration=args.calibration, sets=args.set)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.evaluate", description="Evaluate a policy (see module docs).")
-    add_eval_args(ap)
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts evaluate`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         cfg = config_from_args(args)
@@ -200,5 +186,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["evaluate", *sys.argv[1:]]))

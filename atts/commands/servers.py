@@ -10,15 +10,15 @@ forgotten). ``stop`` stops every recorded server that still runs the recorded co
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 from atts.config import load_config
 from atts.errors import ServerError
-from atts.serving.sglang import RunningServer, start_server, stop_servers, stop_stale, wait_ready, write_records
+from atts.serving.sglang import RunningServer, start_server, stop_pid_tree, stop_servers, stop_stale, wait_ready, write_records
 from atts.serving.stale import find_stale
 from atts.serving.spec import DEFAULT_HOST, ServerSpec
 
@@ -50,27 +50,8 @@ def _has_cuda() -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="atts servers", description="Start or stop the draft and target SGLang servers.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    st = sub.add_parser("start", help="start both servers in the background and print their URLs")
-    st.add_argument("--config", help="a YAML config (its draft/target sections)")
-    st.add_argument("--draft-model")
-    st.add_argument("--target-model")
-    st.add_argument("--draft-gpus", help="CUDA_VISIBLE_DEVICES for the draft, e.g. 0")
-    st.add_argument("--target-gpus", help="CUDA_VISIBLE_DEVICES for the target, e.g. 1,2")
-    st.add_argument("--draft-tp", type=int, default=1)
-    st.add_argument("--target-tp", type=int, default=1)
-    st.add_argument("--mem-fraction-static", type=float, default=None)
-    st.add_argument("--draft-port", type=int, default=None)
-    st.add_argument("--target-port", type=int, default=None)
-    st.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
-    st.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    st.add_argument("--timeout", type=float, default=600.0)
-    sp = sub.add_parser("stop", help="stop the servers recorded in the log directory")
-    for p in (st, sp):
-        p.add_argument("--log-dir", default="results/logs")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts servers`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
     log_dir = Path(args.log_dir)
 
     if args.cmd == "stop":
@@ -106,5 +87,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["servers", *sys.argv[1:]]))

@@ -30,10 +30,10 @@ figures are in docs/reliability.md:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -289,32 +289,8 @@ async def _soak(cfg, args, out: Path, session, restarted: list) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.soak", description="Soak test: faults, concurrency, bounded time.")
-    ap.add_argument("--config", default="configs/testbed.yaml")
-    ap.add_argument("--output", default="results/soak", help="directory for the rounds and soak.json")
-    ap.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
-    ap.add_argument("--fault-rate", type=float, default=0.1)
-    ap.add_argument("--concurrency", type=int, default=64, help="max in-flight requests per role")
-    ap.add_argument("--samples-per-question", type=int, default=4)
-    ap.add_argument("--round-questions", type=int, default=128,
-                    help="questions per round; a round's samples all start at once, so the samples in flight "
-                         "are round-questions x samples-per-question (default 128 x 4 = 512)")
-    ap.add_argument("--no-kills", dest="kills", action="store_false",
-                    help="skip the kill -9 of the target (at 1/3) and the draft (at 2/3) server; the kills "
-                         "happen only to servers the soak launched")
-    ap.add_argument("--baseline", action="store_true",
-                    help="first run a fault-free phase of the same duration (OUTPUT/baseline) and report the "
-                         "throughput against it")
-    ap.add_argument("--policy", default="atts")
-    ap.add_argument("--calibration", help="an existing calibration file (default: make one, without faults)")
-    ap.add_argument("--calibration-limit", type=int, default=40)
-    ap.add_argument("--timeout", type=float, default=30.0, help="client timeout per request (s)")
-    ap.add_argument("--slow-s", type=float, default=35.0, help="how long a `slow` fault holds a request (s)")
-    ap.add_argument("--retries", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``atts soak`` with its parsed arguments (the parser is `atts.cli`'s): the exit status."""
 
     def body():
         if args.duration <= 0 or not 0 <= args.fault_rate <= 1 or args.concurrency <= 0:
@@ -345,5 +321,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(body)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the parser lives in atts.cli (imported by name: cli imports this module)
+    sys.exit(importlib.import_module("atts.cli").main(["soak", *sys.argv[1:]]))

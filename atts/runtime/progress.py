@@ -22,7 +22,7 @@ class Progress:
     """tqdm bar: samples done, running accuracy, takeover rate."""
 
     def __init__(self, total: int, desc: str, enabled: bool = True):
-        from tqdm import tqdm  # deferred: tqdm's import is only paid by a command that shows a bar
+        from tqdm.auto import tqdm  # deferred: tqdm's import is only paid by a command that shows a bar
 
         self.bar = tqdm(total=total, desc=desc, unit="sample", disable=not enabled, file=sys.stderr,
                         dynamic_ncols=True, mininterval=0.5)

@@ -83,7 +83,7 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
-def _read_jsonl(path: Path, spec: DatasetSpec) -> list[dict]:
+def _read_jsonl(path: Path, spec: DatasetSpec, required: tuple[str, ...] = ("problem", "answer")) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -95,7 +95,7 @@ def _read_jsonl(path: Path, spec: DatasetSpec) -> list[dict]:
                 raise DatasetError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise DatasetError(f"{path}:{lineno}: expected a JSON object")
-            for key in ("problem", "answer"):
+            for key in required:
                 alt = spec.problem_key if key == "problem" else spec.answer_key
                 if row.get(key) in (None, "") and row.get(alt) in (None, ""):
                     raise DatasetError(f"{path}:{lineno}: row has no {key!r}")
@@ -110,8 +110,7 @@ def _hub_rows(spec: DatasetSpec) -> list[dict]:
     except ImportError as e:
         raise DatasetError(f"{spec.name}: loading from the hub needs the `datasets` package") from e
     path, conf, split = spec.hub
-    ds = hf.load_dataset(path, conf, split=split)
-    return hub_filter(spec.name, [dict(r) for r in ds])
+    return hub_filter(spec.name, hub_rows(path, conf, split, None, label=spec.name))
 
 
 def hub_filter(name: str, rows: list[dict]) -> list[dict]:
@@ -201,6 +200,9 @@ def load_questions(name: str, *, split: str = "test", preset: str | None = None,
 
 
 def load_from_config(ds, *, split: str | None = None, limit: int | None = None) -> list[Question]:
+    if getattr(ds, "path", None):  # issue 14: a generic dataset (see the section below)
+        return load_generic(GenericSource.of(ds), split=split or ds.split,
+                            limit=limit if limit is not None else ds.limit, seed=ds.seed)
     return load_questions(ds.name, split=split or ds.split, preset=ds.preset,
                           limit=limit if limit is not None else ds.limit, source=ds.source,
                           data_dir=ds.data_dir, size=ds.size, seed=ds.seed)
@@ -289,3 +291,145 @@ def _hub_train_rows(name: str, held: HeldOut) -> list[dict]:
                            f"`datasets` package, or a local copy {held.local_file} in the data directory") from e
     path, conf, split = held.hub
     return [dict(r) for r in hf.load_dataset(path, conf, split=split)]
+
+
+# ----------------------------------------------------------------------------- issue 14: any dataset
+# A config's `dataset.path` names any hub dataset or local JSONL file, with the fields that
+# hold the problem, the answer and (multiple choice) the choices, and a revision, as an
+# lm-eval task YAML does:
+#
+#   dataset: {name: my_set, path: org/my-set, subset: main, split: test, revision: 3f2a...,
+#             problem_field: question, answer_field: label, choices_field: options}
+#
+# Hub failures (gated without a token, offline, unknown dataset / split / config / revision)
+# are one-line DatasetErrors (exit 2), never a traceback.
+
+
+@dataclass(frozen=True)
+class GenericSource:
+    label: str
+    path: str
+    subset: str | None = None
+    revision: str | None = None
+    problem_field: str = "problem"
+    answer_field: str = "answer"
+    choices_field: str | None = None
+    id_field: str | None = None
+
+    @classmethod
+    def of(cls, ds) -> "GenericSource":
+        return cls(ds.name, ds.path, ds.subset, ds.revision, ds.problem_field, ds.answer_field, ds.choices_field,
+                   ds.id_field)
+
+    def local_file(self) -> Path | None:
+        """The local JSONL file this path names (None: a hub id). A path ending in
+        .jsonl/.json, or an existing file, is local; a relative one is looked up in the
+        working directory, then the repository."""
+        p = Path(self.path).expanduser()
+        if p.is_file():
+            return p
+        repo = Path(__file__).resolve().parents[2] / p
+        if repo.is_file():
+            return repo
+        if p.suffix in (".jsonl", ".json"):
+            raise DatasetError(f"dataset {self.label}: no file {self.path}")
+        return None
+
+
+def hub_rows(path: str, subset: str | None, split: str, revision: str | None, *, label: str) -> list[dict]:
+    """``datasets.load_dataset`` with its failures as one-line DatasetErrors."""
+    try:
+        import datasets as hf  # heavy and optional: only a hub dataset needs it
+        from datasets.exceptions import DatasetNotFoundError, DatasetsError
+    except ImportError as e:
+        raise DatasetError(f"{label}: loading from the hub needs the `datasets` package") from e
+    where = f"{path}" + (f" ({subset})" if subset else "") + (f"@{revision}" if revision else "")
+    try:
+        ds = hf.load_dataset(path, subset, split=split, revision=revision)
+    except DatasetNotFoundError as e:
+        msg = str(e).splitlines()[0] if str(e) else "not found"
+        hint = " (set HF_TOKEN or run `hf auth login`, after accepting its terms on the hub)" if "gated" in msg else ""
+        raise DatasetError(f"dataset {label}: {msg}{hint}") from None
+    except ConnectionError as e:  # HF_HUB_OFFLINE=1 without a cached copy, or no network
+        raise DatasetError(f"dataset {label}: cannot reach the hub for {where} ({str(e).splitlines()[0]}); "
+                           "use a local copy (dataset.path: FILE.jsonl) or unset HF_HUB_OFFLINE") from None
+    except (ValueError, DatasetsError, FileNotFoundError) as e:  # unknown split / config / revision
+        raise DatasetError(f"dataset {label}: {where}, split {split!r}: {str(e).splitlines()[0]}") from None
+    return [dict(r) for r in ds]
+
+
+def _choice_letter(answer, choices: list, where: str) -> str:
+    """The correct choice as a letter: from a letter, an index or the choice's text."""
+    letters = [chr(ord("A") + i) for i in range(len(choices))]
+    text = str(answer).strip()
+    if text.upper() in letters:
+        return text.upper()
+    if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(choices):
+        return letters[answer]
+    texts = [str(c).strip() for c in choices]
+    if text in texts:
+        return letters[texts.index(text)]
+    raise DatasetError(f"{where}: answer {answer!r} is not a choice letter, index or text of {texts}")
+
+
+def generic_questions(src: GenericSource, rows: list[dict], origin: str) -> list[Question]:
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{origin}:{row.get('_line', i + 1)}"
+        problem, answer = row.get(src.problem_field), row.get(src.answer_field)
+        if problem in (None, ""):
+            raise DatasetError(f"{where}: row has no {src.problem_field!r}")
+        if answer is None or answer == "":
+            raise DatasetError(f"{where}: row has no {src.answer_field!r}")
+        qid = str(row[src.id_field]) if src.id_field and src.id_field in row else str(i)
+        if src.choices_field:
+            choices = row.get(src.choices_field)
+            if not isinstance(choices, list) or not choices:
+                raise DatasetError(f"{where}: {src.choices_field!r} is not a non-empty list")
+            out.append(Question(i, qid, str(problem).strip(), _choice_letter(answer, choices, where), "mc",
+                                tuple(str(c).strip() for c in choices)))
+        else:
+            out.append(Question(i, qid, str(problem).strip(), str(answer).strip(), "math"))
+    return out
+
+
+def load_generic(src: GenericSource, *, split: str, limit: int | None = None, seed: int = 0) -> list[Question]:
+    """Questions of a generic dataset. A local file is read whole (``split`` names the
+    hub split only); ``limit`` keeps the first N."""
+    local = src.local_file()
+    if local is not None:
+        rows = _read_jsonl(local, DatasetSpec(src.label, "math", None, None, src.problem_field, src.answer_field),
+                           required=())
+        qs = generic_questions(src, rows, str(local))
+    else:
+        qs = generic_questions(src, hub_rows(src.path, src.subset, split, src.revision, label=src.label), src.path)
+    return qs[:limit] if limit else qs
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dataset_source(ds, data_dir: str | None = None) -> dict:
+    """Where a config's questions come from, for the manifest: ``{"kind": "local",
+    "file", "sha256"}``, ``{"kind": "hub", "path", "subset", "split", "revision"}`` or
+    ``{"kind": "generated"}``. A hub revision left unset is recorded as null (the hub's
+    head at run time); pin ``dataset.revision`` to make it exact."""
+    if getattr(ds, "path", None):
+        src = GenericSource.of(ds)
+        local = src.local_file()
+        if local is not None:
+            return {"kind": "local", "file": local.name, "sha256": file_sha256(local)}
+        return {"kind": "hub", "path": src.path, "subset": src.subset, "split": ds.split, "revision": src.revision}
+    spec = DATASETS.get(ds.name)
+    if spec is None or spec.kind == "arith":
+        return {"kind": "generated", "name": ds.name, "seed": ds.seed}
+    local = Path(ds.data_dir or data_dir or default_data_dir()) / (spec.local_file or "")
+    if ds.source in ("auto", "local") and spec.local_file and local.is_file():
+        return {"kind": "local", "file": local.name, "sha256": file_sha256(local)}
+    path, conf, split = spec.hub or (None, None, None)
+    return {"kind": "hub", "path": path, "subset": conf, "split": split, "revision": None}

@@ -83,12 +83,7 @@ def cli(capfd):
             res = Result(r.returncode, r.stdout, r.stderr)
         else:
             capfd.readouterr()
-            if args[0] == "judge":  # python -m atts.judge (no `atts` subcommand of its own)
-                from atts.analysis.judge import main as judge_main
-
-                rc = judge_main(list(args[1:]))
-            else:
-                rc = main(list(args))
+            rc = main(list(args))
             out, err = capfd.readouterr()
             res = Result(rc, out, err)
         OUTPUTS.append(res.stdout + res.stderr)

@@ -67,12 +67,11 @@ def test_report_of_two_policies(runs, tmp_path):
 
 
 def test_report_with_legacy_grades(runs, tmp_path):
-    from atts.analysis.grade import main as grade_main
-    from atts.analysis.report import main as report_main
+    from atts.cli import main
 
     g = tmp_path / "grade.json"
-    assert grade_main([str(runs[1]), "--output", str(g)]) == 0
-    assert report_main([str(runs[0]), "--legacy", str(g), "--output", str(tmp_path / "rep")]) == 0
+    assert main(["grade", str(runs[1]), "--output", str(g)]) == 0
+    assert main(["report", str(runs[0]), "--legacy", str(g), "--output", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| draft_only (legacy) | answer | math-verify |" in md
     assert not (tmp_path / "rep" / "pareto.png").exists()  # one run: no Pareto plot

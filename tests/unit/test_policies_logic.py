@@ -153,10 +153,10 @@ def test_spec_thinking_recap_after_negative_paragraphs():
 
 
 def test_compare_user_errors_exit_2(tmp_path, capsys):
-    from atts.commands.compare import main
+    from atts.cli import main
 
     cfg = str(Path(__file__).resolve().parents[2] / "configs" / "testbed.yaml")
-    base = ["--config", cfg, "--output", str(tmp_path / "c")]
+    base = ["compare", "--config", cfg, "--output", str(tmp_path / "c")]
     assert main(base + ["--policies", "atts,nope"]) == 2
     assert main(base + ["--policies", "atts,atts"]) == 2
     assert main(base + ["--policies", "atts", "--set", "policy.alpha=0.3"]) == 2

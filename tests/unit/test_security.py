@@ -55,7 +55,7 @@ def test_shell_scripts_pass_shellcheck():
 
 def test_servers_bind_loopback_unless_told_otherwise():
     from atts.config import load_config
-    from atts.commands.servers import main
+    from atts.cli import main
     from atts.serving.spec import ServerSpec
 
     spec = load_config(ROOT / "configs" / "testbed.yaml").target.server_spec("target")
@@ -63,7 +63,7 @@ def test_servers_bind_loopback_unless_told_otherwise():
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert ServerSpec("draft", "m").host == "127.0.0.1"
     with pytest.raises(SystemExit):  # --help shows the default
-        main(["start", "--help"])
+        main(["servers", "start", "--help"])
 
 
 def test_gitignore_keeps_results_logs_and_env_out():
