@@ -26,6 +26,9 @@ from atts.api import run_config_async
 from atts.commands import bench, calibrate, compare, evaluate, servers, soak
 from atts.config import RunConfig, load_config, with_overrides
 from atts.errors import run_guarded
+from atts.sim import __main__ as sim_main
+from atts.sim import command as sim_command
+from atts.sim.schedules import SCHEDULES as SIM_SCHEDULES
 from atts.method.conformal import GROUPINGS
 from atts.method.policies import POLICIES
 from atts.method.policies.atts import ATTSParams
@@ -361,6 +364,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-s", type=float, default=35.0, help="how long a `slow` fault holds a request, s")
     p.add_argument("--retries", type=int, default=8, help="client retries per request (default 8)")
     p.add_argument("--seed", type=int, default=0, help="fault schedule seed")
+
+    p = add("simulate", sim_main.simulate_command, "project GPU wall time and throughput from traces",
+            sim_main.__doc__.split("\n\n")[0].strip(),
+            ["atts simulate --traces ../shared/reference/atts_traces/traces.jsonl.gz --hardware "
+             "configs/hardware/h100_r1llama8b_qwq32b.yaml --schedule research --output-dir results/sim"])
+    p.add_argument("--traces", required=True, help="an atts run dir, a .jsonl(.gz) traces file, or problem_XXXX.json dir")
+    p.add_argument("--hardware", required=True, help="hardware profile (configs/hardware/*.yaml)")
+    p.add_argument("--schedule", required=True, choices=SIM_SCHEDULES, help="one of: " + ", ".join(SIM_SCHEDULES))
+    p.add_argument("--max-in-flight", type=int, help="samples (and requests per role) in flight (default: all)")
+    p.add_argument("--prompts", choices=("shared", "research"),
+                   help="scoring prompts: shared prefix with generation (the project's) or research-style text")
+    p.add_argument("--draft-tokenizer", help="tokenizer dir of the draft (exact token counts)")
+    p.add_argument("--target-tokenizer", help="tokenizer dir of the target (exact token counts)")
+    p.add_argument("--chars-per-token", type=float, default=sim_command.DEFAULT_CHARS_PER_TOKEN,
+                   help=f"estimate without a tokenizer (default {sim_command.DEFAULT_CHARS_PER_TOKEN})")
+    p.add_argument("--target-only-factor", type=float, default=1.0,
+                   help="target_only length = factor x each sample's kept tokens (default 1.0)")
+    p.add_argument("--real-wall-seconds", type=float, help="the recorded run's wall time, to report the error")
+    p.add_argument("--calibration", help="calibration (.json atts file or .npy PPL array) if not beside the traces")
+    p.add_argument("--pipeline", choices=("on", "off"), help="ATTS pipelining (default: the recorded run's, else on)")
+    p.add_argument("--limit", type=int, help="first N questions only")
+    p.add_argument("--samples-per-question", type=int, default=16, help="problem_XXXX.json dirs: repeats per question")
+    p.add_argument("--no-band", action="store_true", help="skip the sensitivity band (two more replays)")
+    add_output_dir(p, "directory for simulate.json, simulate.md, simulate.png", required=True)
+
+    p = add("simulate-fit", sim_main.fit_cpu_command, "fit a linear (CPU testbed) hardware profile from runs",
+            "Fit a linear hardware profile from testbed runs' own request timings (docs/simulation.md).",
+            ["atts simulate-fit results/r16 results/r64 --output results/cpu_fit.yaml"])
+    p.add_argument("runs", nargs="+", help="atts run directories (one per load level)")
+    p.add_argument("--kv-capacity-tokens", type=int, action="append", default=[], metavar="N",
+                   help="draft then target KV capacity in tokens (SGLang's max_total_num_tokens)")
+    p.add_argument("--output", required=True, help="the profile to write (YAML)")
 
     p = add("report", report_command, "Markdown/HTML report with plots of one or more runs",
             report.__doc__.split("\n\n", 1)[1].strip(),

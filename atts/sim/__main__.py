@@ -1,16 +1,17 @@
-"""``python -m atts.sim --traces PATH --hardware HW.yaml --schedule S [--max-in-flight N]
+"""``atts simulate --traces PATH --hardware HW.yaml --schedule S [--max-in-flight N]
 [--prompts shared|research] [--draft-tokenizer DIR --target-tokenizer DIR] --output DIR``
 
-(`atts simulate` once wired into the CLI.) Replays recorded traces through the project's
+(also ``python -m atts.sim``; the parser is `atts.cli`'s). Replays recorded traces through the project's
 runner and policies on simulated servers; writes DIR/simulate.json, simulate.md and
-simulate.png. ``python -m atts.sim fit-cpu RUN_DIR [RUN_DIR ...] --output HW.yaml`` fits a
+simulate.png. ``atts simulate-fit RUN_DIR [RUN_DIR ...] --output HW.yaml`` (or
+``python -m atts.sim fit-cpu ...``) fits a
 linear (CPU testbed) hardware profile from runs' own request timings. See
 docs/simulation.md.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -31,35 +32,18 @@ def _fmt(v, nd=2) -> str:
     return "-" if v is None else f"{v:,.{nd}f}"
 
 
-def main_simulate(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="atts simulate", description="Project wall time and throughput from traces.")
-    ap.add_argument("--traces", required=True, help="an atts run dir, a .jsonl(.gz) traces file, or problem_XXXX.json dir")
-    ap.add_argument("--hardware", required=True, help="hardware profile (configs/hardware/*.yaml)")
-    ap.add_argument("--schedule", required=True, choices=SCHEDULES)
-    ap.add_argument("--max-in-flight", type=int, help="samples (and requests per role) in flight (default: all)")
-    ap.add_argument("--prompts", choices=("shared", "research"),
-                    help="scoring prompts: shared prefix with generation (the project's) or research-style text")
-    ap.add_argument("--draft-tokenizer", help="tokenizer dir of the draft (exact token counts)")
-    ap.add_argument("--target-tokenizer", help="tokenizer dir of the target (exact token counts)")
-    ap.add_argument("--chars-per-token", type=float, default=DEFAULT_CHARS_PER_TOKEN,
-                    help=f"estimate without a tokenizer (default {DEFAULT_CHARS_PER_TOKEN})")
-    ap.add_argument("--target-only-factor", type=float, default=1.0,
-                    help="target_only length = factor x each sample's kept tokens (default 1.0)")
-    ap.add_argument("--real-wall-seconds", type=float, help="the recorded run's wall time, to report the error")
-    ap.add_argument("--calibration", help="calibration (.json atts file or .npy PPL array) if not beside the traces")
-    ap.add_argument("--pipeline", choices=("on", "off"), help="ATTS pipelining (default: the recorded run's, else on)")
-    ap.add_argument("--limit", type=int, help="first N questions only")
-    ap.add_argument("--samples-per-question", type=int, default=16, help="problem_XXXX.json dirs: repeats per question")
-    ap.add_argument("--no-band", action="store_true", help="skip the sensitivity band (two more replays)")
-    ap.add_argument("--output", required=True)
-    a = ap.parse_args(argv)
+def simulate_command(a) -> int:
+    """``atts simulate`` with its parsed arguments (the parser is `atts.cli`'s)."""
+    def error(msg: str) -> int:
+        print(f"atts simulate: {msg}", file=sys.stderr)
+        return 2
     if a.chars_per_token <= 0 or a.target_only_factor <= 0:
-        ap.error("--chars-per-token and --target-only-factor must be > 0")
+        return error("--chars-per-token and --target-only-factor must be > 0")
     if bool(a.draft_tokenizer) != bool(a.target_tokenizer):
-        ap.error("--draft-tokenizer and --target-tokenizer go together")
+        return error("--draft-tokenizer and --target-tokenizer go together")
     for d in (a.draft_tokenizer, a.target_tokenizer):
         if d and not Path(d).is_dir():
-            ap.error(f"tokenizer directory not found: {d}")
+            return error(f"tokenizer directory not found: {d}")
     try:
         doc = simulate(a.traces, a.hardware, a.schedule, a.output, max_in_flight=a.max_in_flight, prompts=a.prompts,
                        draft_tokenizer=a.draft_tokenizer, target_tokenizer=a.target_tokenizer,
@@ -67,7 +51,7 @@ def main_simulate(argv: list[str]) -> int:
                        band=not a.no_band, real_wall_seconds=a.real_wall_seconds, calibration=a.calibration,
                        limit=a.limit, pipeline=None if a.pipeline is None else a.pipeline == "on",
                        samples_per_question=a.samples_per_question,
-                       command="python -m atts.sim " + " ".join(argv))
+                       command="atts simulate " + " ".join(sys.argv[1:]))
     except USER_ERRORS as e:
         print(f"atts simulate: {e}", file=sys.stderr)
         return 2
@@ -81,14 +65,8 @@ def main_simulate(argv: list[str]) -> int:
     return 0
 
 
-def main_fit_cpu(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atts.sim fit-cpu",
-                                 description="Fit a linear hardware profile from testbed runs' request timings.")
-    ap.add_argument("runs", nargs="+", help="atts run directories (one per load level)")
-    ap.add_argument("--kv-capacity-tokens", type=int, action="append", default=[], metavar="N",
-                    help="draft then target KV capacity in tokens (SGLang's max_total_num_tokens)")
-    ap.add_argument("--output", required=True, help="the profile to write (YAML)")
-    a = ap.parse_args(argv)
+def fit_cpu_command(a) -> int:
+    """``atts simulate-fit`` with its parsed arguments (the parser is `atts.cli`'s)."""
     for d in a.runs:
         if not (Path(d) / "samples").is_dir():
             print(f"atts simulate fit-cpu: {d}: not an atts run directory", file=sys.stderr)
@@ -101,10 +79,12 @@ def main_fit_cpu(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m atts.sim [fit-cpu] ...``: the `atts simulate` / `atts simulate-fit` commands."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    cli = importlib.import_module("atts.cli")  # by name: atts.cli imports this module (no import circle)
     if argv and argv[0] == "fit-cpu":
-        return main_fit_cpu(argv[1:])
-    return main_simulate(argv)
+        return cli.main(["simulate-fit", *argv[1:]])
+    return cli.main(["simulate", *argv])
 
 
 if __name__ == "__main__":
