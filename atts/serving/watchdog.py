@@ -39,7 +39,6 @@ starts in tens of milliseconds beside every server.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import select
@@ -179,16 +178,22 @@ def command(argv: list[str], tie_fd: int, grace: float) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="atts/serving/watchdog.py",
-                                 description="Run a server; stop its whole process tree when atts dies.")
-    ap.add_argument("--tie-fd", type=int, default=-1, help="read end of the pipe whose write end atts holds")
-    ap.add_argument("--grace", type=float, default=15.0, help="seconds between SIGTERM and SIGKILL")
-    ap.add_argument("argv", nargs=argparse.REMAINDER)
-    args = ap.parse_args(argv)
-    cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    """``watchdog.py [--tie-fd FD] [--grace S] -- SERVER ARGV...``: an internal launcher
+    with the fixed argv `command` builds, so a few lines parse it (atts.cli is the package's
+    only argument parser, and this file runs on the standard library alone)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts = {"--tie-fd": -1, "--grace": 15.0}
+    while argv and argv[0] in opts:
+        if len(argv) < 2:
+            print(f"watchdog: {argv[0]} needs a value", file=sys.stderr)
+            return 2
+        opts[argv[0]] = type(opts[argv[0]])(argv[1])
+        argv = argv[2:]
+    cmd = argv[1:] if argv[:1] == ["--"] else argv
     if not cmd:
-        ap.error("no server command given after --")
-    return watch(cmd, args.tie_fd, args.grace)
+        print("watchdog: no server command given after --", file=sys.stderr)
+        return 2
+    return watch(cmd, int(opts["--tie-fd"]), float(opts["--grace"]))
 
 
 if __name__ == "__main__":

@@ -214,7 +214,7 @@ class Replay:
             for t in range(turns):
                 for role in ("draft", "target"):
                     for a in range(4):
-                        self._seeds[request_seed(self.seed, qid, s.repeat, t, role, a)] = (s.key, t, a)
+                        self._seeds[request_seed(self.seed, qid, s.repeat, t, role, a, phase="evaluation")] = (s.key, t, a)
 
     def identify(self, seed: int, role: str) -> tuple[str, int, int]:
         try:
@@ -269,7 +269,10 @@ class Replay:
     def ppl(self, key: str | None, chunk_ids: list[int]) -> float:
         q = self._pending.get(key, {}).get(_sig(chunk_ids))
         if q:
-            return q.popleft()
+            # the most recent generation with this content: a policy scores the chunk it has
+            # just drawn; an older entry is a pipelined look-ahead that was discarded unscored
+            # (a resample then drew the same text; popleft took the look-ahead's PPL)
+            return q.pop()
         self.divergence["score_unrecorded"] += 1
         return 1.0  # a chunk never scored in the recorded run: the lowest PPL (accepted by a PPL test)
 

@@ -14,7 +14,8 @@ import math
 
 import pytest
 
-from atts.commands.bench import ROW_ORDER, main as bench_main
+from atts.cli import main as cli_main
+from atts.commands.bench import ROW_ORDER
 from atts.method.conformal import CalibrationFile
 from atts.runtime.runner import request_seed
 from conftest import ROOT
@@ -34,7 +35,7 @@ def bench(testbed, tmp_path_factory):
             "--set", f"draft.urls=[{testbed.urls['draft']}]", "--set", f"target.urls=[{testbed.urls['target']}]",
             "--set", "policy.grouping=marginal", "--set", "calibration.limit=30",
             "--set", "calibration.samples_per_question=2"]
-    assert bench_main(argv) == 0
+    assert cli_main(["bench", *argv]) == 0
     doc = json.loads((out / "bench.json").read_text())
     return {"out": out, "argv": argv, "doc": doc}
 
@@ -77,7 +78,7 @@ def _registered():
 
 def test_rerun_reuses_finished_rows(bench):
     before = {r["name"]: r["wall_seconds"] for r in bench["doc"]["rows"]}
-    assert bench_main(bench["argv"]) == 0
+    assert cli_main(["bench", *bench["argv"]]) == 0
     after = json.loads((bench["out"] / "bench.json").read_text())
     assert {r["name"]: r["wall_seconds"] for r in after["rows"]} == before
 

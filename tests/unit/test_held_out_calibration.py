@@ -10,6 +10,7 @@ import types
 
 import pytest
 
+from atts import cli
 from atts.commands import evaluate as ev
 from atts.commands.calibrate import calibrate_async, calibration_meta
 from atts.config import parse_config
@@ -145,7 +146,7 @@ def test_evaluate_cli_overlap_is_one_line_exit_2(tmp_path, capsys):
     evaluated = [q.id for q in load_questions("arith", split="test", size=6)]
     _cal_file(cfg, evaluated, on_test=False)
     (tmp_path / "c.yaml").write_text(json.dumps(cfg.to_dict() | {"policy": cfg.to_dict()["policy"]}))
-    rc = ev.main(["--config", str(tmp_path / "c.yaml"), "--no-progress"])
+    rc = cli.main(["evaluate", "--config", str(tmp_path / "c.yaml"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "evaluated questions" in err
 

@@ -97,11 +97,13 @@ def test_budget_accuracy_per_question_group():
 def _fake_hub(monkeypatch, rows):
     calls = []
 
-    def load_dataset(path, conf, split):
+    def load_dataset(path, conf, split, revision=None):
         calls.append((path, conf, split))
         return rows
 
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    import datasets  # the real package (its exception types are what atts maps); only its loader is faked
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     return calls
 
 

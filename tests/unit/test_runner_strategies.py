@@ -9,10 +9,9 @@ import asyncio
 
 import pytest
 
-from atts.cli import max_in_flight_as_set
+from atts.cli import build_parser
 from atts.commands.evaluate import run_hash
 from atts.config import ConfigError, load_config, with_overrides
-from atts.errors import UserError
 from atts.method.policies import DraftOnly
 from atts.runtime.context import Chunking, Role, SampleContext, SampleState, SharedPrompt, TextPrompt
 from atts.runtime.runner import run_all
@@ -119,10 +118,17 @@ def test_max_in_flight_is_operational_and_checked():
 
 
 def test_the_flag_becomes_the_config_key():
-    assert max_in_flight_as_set(["bench", "--config", "c", "--max-in-flight", "8"]) == \
-        ["bench", "--config", "c", "--set", "max_in_flight=8"]
-    assert max_in_flight_as_set(["run", "--max-in-flight=2"]) == ["run", "--set", "max_in_flight=2"]
-    assert max_in_flight_as_set(["report", "--max-in-flight", "2"]) == ["report", "--max-in-flight", "2"]
-    for bad in (["evaluate", "--max-in-flight", "0"], ["compare", "--max-in-flight"], ["calibrate", "--max-in-flight=x"]):
-        with pytest.raises(UserError, match="--max-in-flight: expected a positive integer"):
-            max_in_flight_as_set(bad)
+    ap = build_parser()
+    a = ap.parse_args(["run", "--config", "c", "--max-in-flight", "8"])
+    assert "max_in_flight=8" in a.set
+    a = ap.parse_args(["evaluate", "--config", "c", "--set", "x=1", "--max-in-flight=2"])
+    assert a.set == ["x=1", "max_in_flight=2"]
+    for cmd in ("calibrate", "compare"):
+        extra = ["--policies", "atts", "--output-dir", "o"] if cmd == "compare" else []
+        assert "max_in_flight=3" in ap.parse_args([cmd, "--config", "c", *extra, "--max-in-flight", "3"]).set
+    assert ap.parse_args(["bench", "--config", "c", "--output-dir", "o", "--max-in-flight", "4,64"]).max_in_flight == "4,64"
+    for bad in (["evaluate", "--config", "c", "--max-in-flight", "0"], ["run", "--config", "c", "--max-in-flight", "x"]):
+        with pytest.raises(SystemExit) as e:
+            ap.parse_args(bad)
+        assert e.value.code == 2
+

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from atts.commands import servers as servers_cmd
+from atts import cli
 from atts.serving import sglang as serving
 from atts.serving.stale import cmdline, find_stale, start_ticks
 from atts.testing.dummy_server import DummySpec
@@ -93,8 +93,8 @@ def test_detached_servers_are_reported_not_stopped_by_a_run(tmp_path, capsys):
         _record(log_dir, "target", p.pid, argv, detached=True)
         assert serving.stop_stale(log_dir) == []
         assert p.poll() is None and "atts servers stop --log-dir" in capsys.readouterr().err
-        assert servers_cmd.main(["start", "--log-dir", str(log_dir), "--draft-model", "x", "--target-model", "y"]) == 2
-        assert servers_cmd.main(["stop", "--log-dir", str(log_dir)]) == 0  # on demand: stopped
+        assert cli.main(["servers", "start", "--log-dir", str(log_dir), "--draft-model", "x", "--target-model", "y"]) == 2
+        assert cli.main(["servers", "stop", "--log-dir", str(log_dir)]) == 0  # on demand: stopped
         assert _gone(p) and not list(log_dir.glob("*.pid"))
     finally:
         if p.poll() is None:
