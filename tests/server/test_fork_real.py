@@ -26,7 +26,11 @@ def test_atts_self_fork_on_real_servers(testbed, tmp_path):
     forks = [(r, st) for r in recs for st in r["steps"] if "fork_from" in st]
     for r, st in forks:
         assert st["fork_from"] != r["repeat"] and st["text"] == hint and hint in r["text"]
-        judged = [x for x in r["steps"] if x["turn"] == st["turn"] and x.get("decision")]
-        assert len(judged) == 3 and all(x["decision"] == "takeover" and not x["kept"] for x in judged)
+        tried = [x for x in r["steps"] if x["turn"] == st["turn"] and x["role"] == "draft" and "fork_from" not in x]
+        judged = [x for x in tried if x.get("decision")]
+        # max_resample + 1 attempts in all (the testbed config sets max_resample 1), none
+        # kept; every judged one failed the test (an attempt that would end the sample is not judged)
+        assert len(tried) == cfg.policy.params.max_resample + 1 and judged and not any(x["kept"] for x in tried)
+        assert all(x["decision"] == "takeover" for x in judged)
     print(f"{len(forks)} forks in {len(recs)} samples")
     assert forks, "no sample failed all three attempts of a turn at alpha 0.5"

@@ -59,7 +59,8 @@ def test_compare_writes_table_json_and_plot(cmp):
         assert r["n_samples_completed"] == N_QUESTIONS * K and r["n_failed"] == 0
         assert r["latency_median"] > 0 and r["wall_seconds"] > 0
     md = (out / "compare.md").read_text()
-    assert md.count("\n") == 2 + len(res["rows"]) and "| random_takeover |" in md
+    table = md.split("\n\n")[0]  # the main table; the seeds note and paired statistics follow it
+    assert table.count("\n") == 1 + len(res["rows"]) and "| random_takeover |" in table
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # identical questions and samples in every run
     keys = {lab: sorted((r["question_id"], r["repeat"]) for r in recs) for lab, recs in cmp["records"].items()}

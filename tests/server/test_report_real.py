@@ -58,7 +58,7 @@ def test_report_of_two_policies(runs, tmp_path):
     for d in runs:
         s = json.loads((d / "summary.json").read_text())
         row = next(line for line in md.splitlines() if line.startswith(f"| {s['policy']} | arith |"))
-        assert f"| {s['pass@1']:.3f} |" in row and f"{N_Q} x {K}" in row
+        assert f"| {s['pass@1']:.3f} [" in row and f"{N_Q} x {K}" in row  # pass@1 with its clustered interval
     atts = json.loads((runs[0] / "summary.json").read_text())
     for t in atts["takeover_rate_by_turn"]:  # per-turn table with the Wilson interval
         assert f"| {t['turn']} | {t['n']} | {t['k']} | {t['rate']:.3f} | {t['low']:.3f} | {t['high']:.3f} |" in md
