@@ -14,6 +14,10 @@ servers still running 41 s after SIGTERM). Now:
 ``_handler`` raises ``Stop``, a ``KeyboardInterrupt``, so every cleanup path that already
 handles Ctrl-C (``asyncio.run`` cancelling the remaining tasks, ``Session.__aexit__``,
 ``ServerGroup.__exit__``) runs unchanged, and ``run_guarded`` returns ``128 + signum``.
+While an event loop runs, ``Stop`` is raised from a loop callback, between tasks, never
+inside one: raised inside a task (say mid ``socket.send``) it became that task's result, and
+``asyncio.run``'s shutdown logged it as "unhandled exception" with a full traceback (seen
+in CI on a SIGTERM mid-run).
 
 While servers are being stopped (``shielded``), a further signal does not interrupt the
 stop (which would leave servers behind): it prints what is being stopped and how long it
@@ -23,6 +27,7 @@ may take. A SIGKILL then still leaves nothing behind: the server watchdog
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import sys
@@ -56,6 +61,14 @@ def _handler(signum, frame) -> None:
         print(f"atts: {signal.Signals(signum).name} received while {_shield[-1]}; waiting for that to finish "
               "so that nothing is left running", file=sys.stderr, flush=True)
         return
+    loop = asyncio.events._get_running_loop()  # the loop running in this (main) thread, if any
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(_raise_stop, signum)  # wakes the selector; raised outside every task
+        return
+    raise Stop(signum)
+
+
+def _raise_stop(signum: int) -> None:
     raise Stop(signum)
 
 

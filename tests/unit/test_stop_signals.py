@@ -22,9 +22,16 @@ from atts import errors, signals
 
 mode = sys.argv[1]
 
+async def spin():  # a task that is nearly always mid-step, where a signal lands inside it
+    while True:
+        sum(range(20000))
+        await asyncio.sleep(0)
+
 async def main():
     try:
         print("ready", flush=True)
+        if mode == "busy":
+            await asyncio.gather(*(spin() for _ in range(8)))
         await asyncio.sleep(60)
     finally:
         if mode == "shield":
@@ -54,6 +61,18 @@ def test_sigterm_stops_cleanly_with_143_whatever_sigint(ignore_sigint):
     out, err = p.communicate(timeout=20)
     assert p.returncode == 143, err
     assert "cleaned" in out and "terminated (SIGTERM): stopped cleanly" in err
+
+
+def test_signal_landing_inside_a_task_stops_without_a_traceback():
+    """CI saw `atts run` print "unhandled exception during asyncio.run() shutdown" and a
+    traceback when SIGTERM landed inside a task mid ``socket.send``: the Stop is raised
+    between tasks now, so every task is cancelled, none fails."""
+    p = _start("busy", ignore_sigint=False)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 143 and "cleaned" in out, err
+    assert "Traceback" not in err and "unhandled exception" not in err, err
 
 
 def test_sigint_stops_with_130_where_not_ignored():
