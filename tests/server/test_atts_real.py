@@ -102,7 +102,7 @@ def test_killed_run_resumes_without_duplicates(testbed, runs, tmp_path):
     cfg_sets = ["draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
                 f"target.urls=[{testbed.urls['target']}]", "samples_per_question=2", f"policy.alpha={ALPHA}",
                 "draft.max_concurrency=4", "target.max_concurrency=4"]
-    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--limit", "30",
+    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--limit", "30",
            "--output-dir", str(out), "--calibration", str(runs["calibration_path"]), "--no-progress"]
     for s in cfg_sets:
         cmd += ["--set", s]

@@ -30,7 +30,7 @@ PARAMS = ["specreason.score=average", "specreason.threshold=6.5",  # the tiny ta
 def _args(testbed, out: Path, policies=POLICIES, params=PARAMS):
     sets = ["draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
             f"target.urls=[{testbed.urls['target']}]", "calibration.limit=15"]
-    return argparse.Namespace(config=str(ROOT / "configs/testbed.yaml"), policies=policies, output=str(out),
+    return argparse.Namespace(config=str(ROOT / "configs/testbed_arith.yaml"), policies=policies, output=str(out),
                               limit=N_QUESTIONS, samples_per_question=K, alpha=ALPHA, set=sets, param=params,
                               no_progress=True)
 

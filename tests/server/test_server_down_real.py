@@ -50,7 +50,7 @@ def _kill_tree(pid: int) -> list[int]:
 
 
 def _cmd(out, draft_url, target_url):
-    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
+    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--policy",
            "target_only", "--limit", str(LIMIT), "--samples-per-question", str(K), "--output-dir", str(out),
            "--no-progress"]
     for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{draft_url}]", f"target.urls=[{target_url}]",

@@ -30,7 +30,7 @@ LIMIT, K = 30, 4  # the issue's reproduction: --limit 30, testbed's 4 samples pe
 
 
 def _cmd(out):
-    return [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
+    return [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--policy",
             "target_only", "--limit", str(LIMIT), "--samples-per-question", str(K), "--output-dir", str(out),
             "--no-progress"]
 

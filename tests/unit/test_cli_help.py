@@ -73,7 +73,7 @@ def test_print_config_resolves_extends_and_set(tmp_path, capsys):
     assert rc == 0
     d = yaml.safe_load(capsys.readouterr().out)
     assert d["samples_per_question"] == 7 and d["policy"]["grouping"] == "marginal"  # from child, from --set
-    assert d["dataset"]["limit"] == 3 and d["draft"]["model"].endswith("tiny-draft")  # flag, parent
+    assert d["dataset"]["limit"] == 3 and d["draft"]["model"].endswith("chain-draft")  # flag, parent
     assert not (tmp_path / "o").exists()  # printed, nothing run
     assert main(["calibrate", "--config", str(child), "--print-config"]) == 0
     assert main(["run", "--config", str(tmp_path / "missing.yaml"), "--print-config"]) == 2

@@ -14,7 +14,7 @@ from atts.runtime.runner import Role
 from atts.testing.fakes import DeterministicEngine, FakePrompter
 
 ROOT = Path(__file__).resolve().parents[2]
-CFG = ROOT / "configs" / "testbed.yaml"
+CFG = ROOT / "configs" / "testbed_arith.yaml"
 
 
 class CountingEngine(DeterministicEngine):

@@ -14,7 +14,7 @@ from atts.tasks import reasoning
 from atts.tasks.chunk_replay import replay_with_config, tokenize
 from atts.testing.testbed import ROOT
 
-CFG = load_config(ROOT / "configs" / "testbed_chain.yaml")
+CFG = load_config(ROOT / "configs" / "testbed.yaml")
 
 
 def _tok(role: str):
