@@ -44,6 +44,7 @@ from atts.tasks.prompts import Prompter  # noqa: E402
 from atts.serving.sglang import ServerGroup, ServerSpec  # noqa: E402
 from atts.tasks import reasoning  # noqa: E402
 from atts.tasks.datasets import Question  # noqa: E402
+from atts.runtime.summary import wilson_interval  # noqa: E402
 
 
 def auroc(pos: list[float], neg: list[float]) -> float:
@@ -58,6 +59,19 @@ def auroc(pos: list[float], neg: list[float]) -> float:
     return wins / (len(pos) * len(neg))
 
 
+def auroc_interval(pos: list[float], neg: list[float], reps: int = 1000, seed: int = 0) -> list[float]:
+    """95% percentile bootstrap interval of ``auroc`` (chunks resampled within each class)."""
+    import random
+    rng = random.Random(seed)
+    vals = sorted(auroc(rng.choices(pos, k=len(pos)), rng.choices(neg, k=len(neg))) for _ in range(reps))
+    return [vals[int(0.025 * reps)], vals[int(0.975 * reps) - 1]]
+
+
+def share(k: int, n: int) -> dict:
+    """A proportion with its 95% Wilson interval."""
+    return {"k": k, "n": n, "rate": k / n if n else None, "interval": list(wilson_interval(k, n)) if n else None}
+
+
 def question(p) -> Question:
     return Question(0, p.id, p.problem, p.answer, "chain")
 
@@ -67,12 +81,12 @@ def dist(xs: list[float]) -> dict:
             "mean": statistics.fmean(xs) if xs else None, "min": min(xs, default=None), "max": max(xs, default=None)}
 
 
-async def whole_solutions(engine, pr, problems, temperature: float, max_new: int) -> float:
+async def whole_solutions(engine, pr, problems, temperature: float, max_new: int) -> dict:
     async def one(k, p):
         g = await engine.generate(pr.prompt_ids(question(p)), max_new_tokens=max_new, temperature=temperature, seed=k)
         return extract_boxed(g.text) == p.answer
     res = await asyncio.gather(*(one(k, p) for k, p in enumerate(problems)))
-    return sum(res) / len(res)
+    return share(sum(res), len(res))
 
 
 async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = None):
@@ -117,7 +131,7 @@ async def repairs(target, pt, problems, chunks, a) -> dict:
         return extract_boxed(c["text"] + g.text) == p.answer
 
     res = await asyncio.gather(*(one(c) for c in firsts))
-    return {"n": len(res), "repaired_share": sum(res) / len(res) if res else None}
+    return share(sum(res), len(res))
 
 
 async def decode_ms(url: str, ids: list[int], concurrency: int, n_tokens: int = 128, rounds: int = 2) -> float:
@@ -145,22 +159,24 @@ async def measure(urls: dict, a) -> dict:
             lt = await decode_ms(urls["target"], pt.prompt_ids(question(test[0])), conc)
             out[f"decode_ms_per_token_conc{conc}"] = {"draft": ld, "target": lt, "target_over_draft": lt / ld}
         budget = a.chunk * a.max_turns
-        out["draft_pass@1"] = await whole_solutions(d, pd, test, a.temperature, budget)
-        out["target_pass@1"] = await whole_solutions(t, pt, test, a.temperature, budget)
+        # the two servers (one core each) at once: accuracy does not depend on the timing
+        out["draft_pass@1"], out["target_pass@1"] = await asyncio.gather(
+            whole_solutions(d, pd, test, a.temperature, budget), whole_solutions(t, pt, test, a.temperature, budget))
         chunks, samples = await rollouts(d, t, pd, pt, test, a)
         turns = [s["turns"] for s in samples]
         out["chunk_tokens_dist"] = dist([c["tokens"] for c in chunks])
         out["turns_per_sample"] = {**dist(turns), "share_at_cap": sum(s["capped"] for s in samples) / len(samples)}
-        out["draft_chunked_pass@1"] = sum(s["correct"] for s in samples) / len(samples)
+        out["draft_chunked_pass@1"] = share(sum(s["correct"] for s in samples), len(samples))
         judged = [c for c in chunks if c["prefix_ok"]]
         wrong = [c["ppl"] for c in judged if c["error"]]
         right = [c["ppl"] for c in judged if not c["error"]]
         out["chunk_error_separation"] = {
             "n_right": len(right), "n_wrong": len(wrong), "error_share": len(wrong) / max(1, len(judged)),
-            "auroc_target_ppl": auroc(wrong, right), "median_ppl_right": statistics.median(right) if right else None,
+            "auroc_target_ppl": auroc(wrong, right), "auroc_interval": auroc_interval(wrong, right),
+            "median_ppl_right": statistics.median(right) if right else None,
             "median_ppl_wrong": statistics.median(wrong) if wrong else None}
-        out["append_repair"] = await repairs(t, pt, test, chunks, a)
-        c_chunks, _ = await rollouts(d, t, pd, pt, calib, a, max_turns=1)  # first chunks only
+        out["append_repair"], (c_chunks, _) = await asyncio.gather(
+            repairs(t, pt, test, chunks, a), rollouts(d, t, pd, pt, calib, a, max_turns=1))  # calibration: first chunks only
         first = [c["ppl"] for c in c_chunks if c["turn"] == 0]
         out["calibration_first_chunk_ppl"] = {
             **dist(first), "max_share_one_value_exact": max(Counter(first).values()) / len(first),
