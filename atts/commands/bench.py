@@ -105,6 +105,46 @@ def scoring_cache(records: list[dict]) -> dict:
             "target_all_hit_rate": (cached + gen[0]) / (prompt + gen[1]) if prompt + gen[1] else None}
 
 
+def cost_profile(records: list[dict]) -> dict:
+    """The cost terms of ../shared/reference/REAL_WORKLOAD.md, from a row's own records:
+    what decides whether ATTS can beat target_only on this hardware.
+
+    - ``draft_chunk_tokens`` / ``target_chunk_tokens``: mean tokens of a chunk;
+    - ``attempts_per_turn``: draft chunks written per turn (1 in append mode; replace
+      mode's resamples make more draft + score round trips per turn);
+    - ``score_over_target_chunk``: mean time of one scoring request over one target
+      generation request (the real pair: ~0.6% at 500-token chunks);
+    - ``queue_share_<role>``: time requests waited in atts's client pool over their whole
+      time (waiting + at the server);
+    - ``target_tokens_per_sample``: tokens the target generated per sample (target_only's
+      is the full length)."""
+    steps = [s for r in records for s in r["steps"]]
+    reqs = [q for s in steps for q in s.get("requests", ())]
+
+    def mean(xs):
+        xs = list(xs)
+        return sum(xs) / len(xs) if xs else None
+
+    turns = sum(len({s["turn"] for s in r["steps"]}) for r in records)
+    drafts = [s for s in steps if s["role"] == "draft"]
+    prof = {
+        "draft_chunk_tokens": mean(s["n_tokens"] for s in drafts),
+        "target_chunk_tokens": mean(s["n_tokens"] for s in steps if s["role"] == "target"),
+        "attempts_per_turn": len(drafts) / turns if turns and drafts else None,
+        "score_over_target_chunk": None,
+        "target_tokens_per_sample": mean(r["tokens"]["target_generated"] for r in records),
+    }
+    score = mean(q["service_s"] for q in reqs if q["kind"] == "score" and q["role"] == "target")
+    gen = mean(q["service_s"] for q in reqs if q["kind"] == "generate" and q["role"] == "target")
+    if score is not None and gen:
+        prof["score_over_target_chunk"] = score / gen
+    for role in ("draft", "target"):
+        qs = [q for q in reqs if q["role"] == role]
+        total = sum(q["queue_s"] + q["service_s"] for q in qs)
+        prof[f"queue_share_{role}"] = sum(q["queue_s"] for q in qs) / total if total else None
+    return prof
+
+
 def row_figures(name: str, summary: dict, records: list[dict]) -> dict:
     steps = [s for r in records for s in r["steps"]]
     first = [s for s in steps if first_attempt_decision(s)]
@@ -122,6 +162,7 @@ def row_figures(name: str, summary: dict, records: list[dict]) -> dict:
         "cache_hit_rate_scoring": cache["hit_rate"], "scoring_cache": cache,
         # pipelining: share of first-attempt draft chunks that were pre-generated
         "pre_generated_share": (sum(bool(s.get("pre_generated")) for s in first) / len(first)) if first else None,
+        "profile": cost_profile(records),
     }
 
 
@@ -405,6 +446,19 @@ def format_markdown(doc: dict) -> str:
             vt = r["vs_target_only"]
             L.append(f"| {r['name']} | {r.get('in_flight')} | {r.get('cores')} | {num(vt['wall_ratio'], 3)} | "
                      f"{num(vt['wall_ratio_per_core'], 3)} |")
+        L.append("")
+    prof = [r for r in doc["rows"] if r.get("profile")]
+    if prof:
+        L += ["Cost terms (REAL_WORKLOAD.md), from each row's records:", "",
+              "| row | in flight | draft chunk tokens | target chunk tokens | draft attempts / turn | "
+              "score / target chunk time | queue share draft / target | target tokens / sample |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in prof:
+            p = r["profile"]
+            L.append(f"| {r['name']} | {r.get('in_flight')} | {num(p['draft_chunk_tokens'], 1)} | "
+                     f"{num(p['target_chunk_tokens'], 1)} | {num(p['attempts_per_turn'], 2)} | "
+                     f"{num(p['score_over_target_chunk'], 3)} | {num(p['queue_share_draft'], 2)} / "
+                     f"{num(p['queue_share_target'], 2)} | {num(p['target_tokens_per_sample'], 0)} |")
         L.append("")
     if doc["orchestrator"]:
         L += ["| concurrent samples | wall s | client CPU / wall | CPU ms / request | loop lag p50 / p99 / max ms | RSS MB |",

@@ -157,14 +157,48 @@ async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_pe
     ctxs = [SampleContext(SampleState(q, r), roles, chunking) for q in questions for r in range(k)]
     groups: dict[str, list[float]] = {}
     failures: list[str] = []
+    bar = ChunkBar(progress)  # draft chunks proposed and scored, turn by turn
+    try:
+        await _per_turn_loop(policy, ctxs, chunking, params, min_per_turn, max_in_flight, groups, failures, bar,
+                             progress)
+    finally:
+        bar.close()
+    _check_failures(failures, len(ctxs))
+    return groups
+
+
+class ChunkBar:
+    """tqdm bar of per-turn calibration: its total grows by each turn's active samples."""
+
+    def __init__(self, enabled: bool):
+        from tqdm.auto import tqdm  # deferred, as atts.runtime.progress does
+
+        self.bar = tqdm(total=0, desc="calibrate", unit="chunk", disable=not enabled, file=sys.stderr,
+                        dynamic_ncols=True, mininterval=0.5)
+
+    def turn(self, t: int, n: int) -> None:
+        self.bar.total += n
+        self.bar.set_description(f"calibrate (turn {t})")
+        self.bar.refresh()
+
+    def update(self) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+async def _per_turn_loop(policy, ctxs, chunking, params, min_per_turn, max_in_flight, groups, failures, bar,
+                         progress) -> None:
     for t in range(chunking.max_turns):
         active = [c for c in ctxs if c.state.status == "running"]
         if len(active) < min_per_turn:
             if t == 0:
                 raise EngineError("calibrate", f"only {len(active)} calibration samples; need {min_per_turn}")
             break
+        bar.turn(t, len(active))
 
-        async def guarded(coro, ctx):
+        async def guarded(coro, ctx, count: bool = False):
             try:
                 return await coro
             except ContextOverflow as e:
@@ -174,10 +208,13 @@ async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_pe
             except EngineError as e:
                 ctx.state.status, ctx.state.error = "failed", str(e)
                 failures.append(str(e))
+            finally:
+                if count:
+                    bar.update()
             return None
 
         # phase 1: every active sample proposes its turn-t draft chunk, scored
-        props = await capped([guarded(policy.propose(c), c) for c in active], max_in_flight)
+        props = await capped([guarded(policy.propose(c), c, count=True) for c in active], max_in_flight)
         turn_scores = [s for s in (score_of(policy, p) for p in props if p is not None) if s is not None]
         if len(turn_scores) < min_per_turn:
             break
@@ -194,9 +231,7 @@ async def _per_turn_scores(policy, roles, chunking, questions, k, params, min_pe
                     c.state.status = "done"
         if progress:
             q_hat = policy.gate.groups[f"turn:{t}"].quantile
-            print(f"calibrate: turn {t}: {len(turn_scores)} chunks, threshold {q_hat:.4f}", file=sys.stderr)
-    _check_failures(failures, len(ctxs))
-    return groups
+            bar.bar.write(f"calibrate: turn {t}: {len(turn_scores)} chunks, threshold {q_hat:.4f}", file=sys.stderr)
 
 
 async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, progress: bool = True) -> CalibrationFile:
