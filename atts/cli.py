@@ -389,10 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-band", action="store_true", help="skip the sensitivity band (two more replays)")
     add_output_dir(p, "directory for simulate.json, simulate.md, simulate.png", required=True)
 
-    p = add("simulate-fit", sim_main.fit_cpu_command, "fit a linear (CPU testbed) hardware profile from runs",
-            "Fit a linear hardware profile from testbed runs' own request timings (docs/simulation.md).",
-            ["atts simulate-fit results/r16 results/r64 --output results/cpu_fit.yaml"])
-    p.add_argument("runs", nargs="+", help="atts run directories (one per load level)")
+    p = add("simulate-fit", sim_main.fit_cpu_command, "fit a linear (CPU testbed) hardware profile",
+            "Fit a linear hardware profile: --probe measures the config's servers term by term (decode "
+            "iterations at batch 1/8/32, prefill slope, request overhead); otherwise a regression on testbed "
+            "runs' own request timings (docs/simulation.md says why the probe is the one to use).",
+            ["atts simulate-fit --probe --config configs/testbed.yaml --output results/cpu_probe.yaml",
+             "atts simulate-fit results/r16 results/r64 --output results/cpu_fit.yaml"])
+    p.add_argument("runs", nargs="*", help="atts run directories (one per load level); not with --probe")
+    p.add_argument("--probe", action="store_true", help="probe the servers of --config (launched if launch: true)")
+    add_config_args(p, required=False)
     p.add_argument("--kv-capacity-tokens", type=int, action="append", default=[], metavar="N",
                    help="draft then target KV capacity in tokens (SGLang's max_total_num_tokens)")
     p.add_argument("--output", required=True, help="the profile to write (YAML)")

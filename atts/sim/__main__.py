@@ -11,17 +11,22 @@ docs/simulation.md.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from pathlib import Path
 
 import yaml
 
+from atts.config import load_config, with_overrides
+from atts.errors import run_guarded
 from atts.method.conformal import CalibrationError
+from atts.runtime.session import Session
 from atts.sim.clock import VirtualDeadlock
 from atts.sim.command import DEFAULT_CHARS_PER_TOKEN, simulate
 from atts.sim.fit import fit_linear_profile
 from atts.sim.hardware import HardwareError
+from atts.sim.probe import probe_profile
 from atts.sim.schedules import SCHEDULES, ScheduleError
 from atts.sim.traces import TraceError
 
@@ -67,12 +72,35 @@ def simulate_command(a) -> int:
 
 def fit_cpu_command(a) -> int:
     """``atts simulate-fit`` with its parsed arguments (the parser is `atts.cli`'s)."""
+    if a.probe:
+        if a.runs or not a.config:
+            print("atts simulate-fit: --probe takes --config and no run directories", file=sys.stderr)
+            return 2
+        return run_guarded(lambda: _probe(a))
+    if not a.runs:
+        print("atts simulate-fit: give run directories, or --probe --config CFG", file=sys.stderr)
+        return 2
     for d in a.runs:
         if not (Path(d) / "samples").is_dir():
             print(f"atts simulate fit-cpu: {d}: not an atts run directory", file=sys.stderr)
             return 2
     kv = dict(zip(("draft", "target"), a.kv_capacity_tokens))
     prof = fit_linear_profile(a.runs, kv)
+    Path(a.output).write_text(yaml.safe_dump(prof, sort_keys=False))
+    print(yaml.safe_dump(prof, sort_keys=False))
+    return 0
+
+
+def _probe(a) -> int:
+    """Probe the config's servers (launched and stopped here if ``launch: true``)."""
+    cfg = with_overrides(load_config(a.config), sets=a.set)
+
+    async def go():
+        async with Session(cfg) as s:
+            return await probe_profile(cfg, s.urls)
+
+    prof = asyncio.run(go())
+    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
     Path(a.output).write_text(yaml.safe_dump(prof, sort_keys=False))
     print(yaml.safe_dump(prof, sort_keys=False))
     return 0
