@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 import typing
 from pathlib import Path
@@ -461,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["atts", *argv])  # as typed, whichever entry point: for records
     if getattr(args, "print_config", False):
         return run_guarded(lambda: print_config(args))
     if args.fn in (run_command, evaluate_command, report_command, export_command):

@@ -566,7 +566,7 @@ def command(args) -> int:
             raise ConfigError("bench: set dataset.limit in the config or pass --limit")
         if not cfg.calibration.path:
             cfg = with_overrides(cfg, calibration=str(out / "calibration.json"))
-        command = "atts bench " + " ".join(sys.argv[1:])
+        command = getattr(args, "command_line", "atts bench")
         doc = asyncio.run(bench_async(cfg, out, names, levels, args.orchestrator_max_turns, args.fresh,
                                       not args.no_progress, command, in_flight or None))
         print(format_table(doc))

@@ -56,7 +56,7 @@ def simulate_command(a) -> int:
                        band=not a.no_band, real_wall_seconds=a.real_wall_seconds, calibration=a.calibration,
                        limit=a.limit, pipeline=None if a.pipeline is None else a.pipeline == "on",
                        samples_per_question=a.samples_per_question,
-                       command="atts simulate " + " ".join(sys.argv[1:]))
+                       command=getattr(a, "command_line", "atts simulate"))
     except USER_ERRORS as e:
         print(f"atts simulate: {e}", file=sys.stderr)
         return 2
