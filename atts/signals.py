@@ -61,7 +61,10 @@ def _handler(signum, frame) -> None:
         print(f"atts: {signal.Signals(signum).name} received while {_shield[-1]}; waiting for that to finish "
               "so that nothing is left running", file=sys.stderr, flush=True)
         return
-    loop = asyncio.events._get_running_loop()  # the loop running in this (main) thread, if any
+    try:
+        loop = asyncio.get_running_loop()  # the loop running in this (main) thread, if any
+    except RuntimeError:
+        loop = None
     if loop is not None and not loop.is_closed():
         loop.call_soon_threadsafe(_raise_stop, signum)  # wakes the selector; raised outside every task
         return

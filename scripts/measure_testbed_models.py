@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import bisect
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -61,7 +62,6 @@ def auroc(pos: list[float], neg: list[float]) -> float:
 
 def auroc_interval(pos: list[float], neg: list[float], reps: int = 1000, seed: int = 0) -> list[float]:
     """95% percentile bootstrap interval of ``auroc`` (chunks resampled within each class)."""
-    import random
     rng = random.Random(seed)
     vals = sorted(auroc(rng.choices(pos, k=len(pos)), rng.choices(neg, k=len(neg))) for _ in range(reps))
     return [vals[int(0.025 * reps)], vals[int(0.975 * reps) - 1]]

@@ -67,7 +67,11 @@ def test_bench_json_has_every_row_and_figure(bench):
                                                      "unpipelined / pipelined median latency"}
     if "sync_ranked" not in _registered():
         assert any("sync_ranked" in n for n in doc["notes"])
-    assert (bench["out"] / "bench.md").read_text().count("| atts |") == 2  # the main table and the per-core one
+    md = (bench["out"] / "bench.md").read_text()
+    assert md.count("| atts |") == 3  # the main table, the per-core one and the cost terms
+    prof = rows["atts"]["profile"]  # REAL_WORKLOAD's cost terms, from the row's own records
+    assert prof["draft_chunk_tokens"] > 0 and prof["attempts_per_turn"] >= 1 and prof["score_over_target_chunk"] > 0
+    assert rows["target_only"]["profile"]["target_tokens_per_sample"] > 0
 
 
 def _registered():

@@ -59,7 +59,9 @@ def test_interrupt_stops_servers_atts_launched(tmp_path, sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "atts.cli", "run", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
          "draft_only", "--output-dir", str(out), "--limit", "100", "--no-progress"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **FAKE_SECRETS})
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **FAKE_SECRETS},
+        # SIGINT at its default whatever pytest inherited (`cmd &` from a script ignores it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     tree: list[int] = []
     while time.time() < deadline:

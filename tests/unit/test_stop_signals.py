@@ -46,7 +46,10 @@ sys.exit(errors.run_guarded(lambda: asyncio.run(main())))
 
 def _start(mode: str, ignore_sigint: bool) -> subprocess.Popen:
     # what `bash -c 'trap "" INT; exec python ...' &` does: SIGINT ignored, inherited by exec
-    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+    # else SIGINT at its default, whatever pytest inherited (a suite started with `cmd &` from
+    # a script runs with SIGINT ignored, and the child would inherit that)
+    disposition = signal.SIG_IGN if ignore_sigint else signal.SIG_DFL
+    pre = lambda: signal.signal(signal.SIGINT, disposition)  # noqa: E731
     p = subprocess.Popen([sys.executable, "-c", CHILD, mode], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, preexec_fn=pre,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
