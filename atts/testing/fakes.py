@@ -103,3 +103,11 @@ class DeterministicEngine:
         base = 3.0 if "BAD" in text else 1.0
         ppl = base + (stable_int(tuple(prefix), tuple(chunk)) % 1000) / 1e4
         return Scoring(list(chunk), [-math.log(ppl)] * len(chunk), RequestStats("score", self.role, 0.0))
+
+
+class CountingEngine(DeterministicEngine):
+    """DeterministicEngine with the `counters` a run's summary reports."""
+
+    def __init__(self, role, rng):
+        super().__init__(role, rng)
+        self.counters = {"requests": 0}

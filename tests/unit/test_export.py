@@ -11,16 +11,10 @@ import atts
 from atts.analysis.export import export
 from atts.cli import main
 from atts.runtime.runner import Role
-from atts.testing.fakes import DeterministicEngine, FakePrompter
+from atts.testing.fakes import CountingEngine, FakePrompter
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = ROOT / "configs" / "testbed_arith.yaml"
-
-
-class CountingEngine(DeterministicEngine):
-    def __init__(self, role, rng):
-        super().__init__(role, rng)
-        self.counters = {"requests": 0}
 
 
 @pytest.fixture(scope="module")

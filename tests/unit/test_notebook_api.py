@@ -12,18 +12,10 @@ import pytest
 import atts
 from atts.errors import UserError
 from atts.runtime.runner import Role
-from atts.testing.fakes import DeterministicEngine, FakePrompter
+from atts.testing.fakes import CountingEngine, FakePrompter
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = ROOT / "configs" / "testbed_arith.yaml"
-
-
-class CountingEngine(DeterministicEngine):
-    """DeterministicEngine with the `counters` a run's summary reports."""
-
-    def __init__(self, role, rng):
-        super().__init__(role, rng)
-        self.counters = {"requests": 0}
 
 
 def fake_roles(seed=0):
