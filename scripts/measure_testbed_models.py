@@ -96,7 +96,7 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
 
     async def one(k, p):
         d_ids, text, turns, lens = pd.prompt_ids(question(p)), "", 0, []
-        t_prompt = pt.prompt_ids(question(p))
+        t_view = pt.prompt_ids(question(p))  # the target's ids of prompt + text so far
         for turn in range(max_turns or a.max_turns):
             g = await draft.generate(d_ids, max_new_tokens=a.chunk, temperature=a.temperature, seed=k * 1000 + turn)
             if not g.token_ids:
@@ -105,8 +105,13 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
             lens.append(len(g.token_ids))
             prefix_ok = reasoning.first_error(p, text, complete=False) is None
             new_text = text + g.text
-            # as the runner does: the target's prefix is its prompt + the earlier text, segment-wise
-            s = await target.score(t_prompt + (pt.encode(text) if text else []), pt.encode(g.text))
+            # as the runner does (SampleContext.with_chunk, .score): the draft text re-encoded
+            # after the target's view, a word the chunk boundary cut encoded whole, and
+            # scored whole with the next chunk
+            ids, drop = pt.encode_after(t_view, g.text)
+            t_view = t_view[:len(t_view) - drop]
+            s = await target.score(t_view, ids[:len(ids) - (pt.cut_word_ids(ids) if g.finish == "length" else 0)])
+            t_view = t_view + ids
             err = reasoning.first_error(p, new_text, complete=g.finish != "length") is not None
             chunks.append({"q": k, "turn": turn, "prefix_ok": prefix_ok, "error": err, "ppl": s.ppl,
                            "tokens": len(g.token_ids), "text_start": len(text), "text": new_text})

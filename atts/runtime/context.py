@@ -3,8 +3,10 @@
 History: a sample's reasoning is a list of `Segment`s. A segment keeps the token ids of
 the model that wrote it (its exact output) and, lazily, its encoding for the other
 model's tokenizer, so each model's prompt is ``chat_template(question) + segments``:
-chunks concatenate exactly, chunk boundaries are token boundaries, and the target's
-scoring prompt is a prefix of its generation prompt (SGLang's radix cache reuses it).
+a model's own chunks concatenate exactly, and the target's scoring prompt is a prefix of
+its generation prompt (SGLang's radix cache reuses it). Text from the other tokenizer is
+encoded to follow the view before it (`Prompter.encode_after`): a word a chunk boundary
+cut is tokenized whole, replacing the few ids of its first part.
 
 The scoring prompt is a strategy (`Chunking.scoring_prompt`): `SharedPrompt` (the
 generation prompt, cache-friendly: the default) or `TextPrompt` (the research code's
@@ -87,6 +89,9 @@ class Segment:
     ids: dict[str, list[int]]  # tokenizer path -> ids
     finish: str
     held: int = 0  # the writer's last ids not in `text`: a multi-byte character the chunk cut (Prompter.decode_chunk)
+    # tokenizer path -> how many of the view's last ids before this segment its ids replace
+    # (a word a chunk boundary cut, re-encoded whole: `Prompter.encode_after`)
+    drop: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,18 +154,22 @@ class SampleContext:
     def _tok_key(self, role: str) -> str:
         return self.roles[role].prompter.tokenizer_path
 
-    def segment_ids(self, seg: Segment, role: str) -> list[int]:
+    def _extend(self, ids: list[int], seg: Segment, role: str) -> None:
+        """Append ``seg`` to ``role``'s view ``ids`` (in place): the writer's own ids, or
+        its text re-encoded to follow ``ids`` (cached: the history before a kept segment
+        never changes)."""
         k = self._tok_key(role)
         if k not in seg.ids:
-            seg.ids[k] = self.roles[role].prompter.encode(seg.text)
-        return seg.ids[k]
+            seg.ids[k], seg.drop[k] = self.roles[role].prompter.encode_after(ids, seg.text)
+        del ids[len(ids) - seg.drop.get(k, 0):]
+        ids += seg.ids[k]
 
     def prefix_ids(self, role: str) -> list[int]:
         if role not in self._prompt_ids:
             self._prompt_ids[role] = self.roles[role].prompter.prompt_ids(self.state.question)
         ids = list(self._prompt_ids[role])
         for seg in self.state.segments:
-            ids += self.segment_ids(seg, role)
+            self._extend(ids, seg, role)
         return ids
 
     # -- requests
@@ -168,7 +177,7 @@ class SampleContext:
         """The prompt of ``role``'s next chunk: the kept history (and ``after``)."""
         ids = self.prefix_ids(role)
         if after is not None:
-            ids += self.chunk_ids_for(after, role)
+            ids = self.with_chunk(ids, after, role)[0]
         return ids
 
     async def generate(self, role: str, attempt: int = 0, after: Generation | None = None,
@@ -188,12 +197,16 @@ class SampleContext:
         self.state.tokens[f"{role}_generated"] += g.stats.output_tokens
         return g
 
-    def chunk_ids_for(self, g: Generation, role: str) -> list[int]:
-        """``g``'s tokens as ``role`` sees them: its own ids if it wrote them (or shares the
-        writer's tokenizer), else the text re-encoded."""
+    def with_chunk(self, prefix: list[int], g: Generation, role: str) -> tuple[list[int], int]:
+        """``prefix`` followed by chunk ``g`` as ``role`` sees it, and where the chunk's
+        ids start: its own ids if it wrote them (or shares the writer's tokenizer), else
+        the text re-encoded after ``prefix`` (a word the boundary cut is encoded whole,
+        so the chunk may start one id early: `Prompter.encode_after`)."""
         if g.stats.role == role or self._tok_key(g.stats.role) == self._tok_key(role):
-            return list(g.token_ids)
-        return self.roles[role].prompter.encode(self.chunk_text(g)[0])
+            return list(prefix) + list(g.token_ids), len(prefix)
+        ids, drop = self.roles[role].prompter.encode_after(prefix, self.chunk_text(g)[0])
+        start = len(prefix) - drop
+        return list(prefix[:start]) + ids, start
 
     def chunk_text(self, g: Generation) -> tuple[str, int]:
         """``g``'s text as it is kept, and how many of its last ids it holds back: the
@@ -213,10 +226,13 @@ class SampleContext:
         """``role``'s logprobs of chunk ``g`` after the kept history (the target's, or a
         model scoring itself); None for an empty chunk (the draft ended at once: nothing
         to judge)."""
-        chunk = self.chunk_ids_for(g, role)
+        ids, start = self.with_chunk(self.scoring_prefix_ids(role), g, role)
+        chunk = ids[start:]
         if not chunk:
             return None
-        s = await self.roles[role].engine.score(self.scoring_prefix_ids(role), chunk)
+        if g.finish == "length" and self._tok_key(g.stats.role) != self._tok_key(role):
+            chunk = chunk[:len(chunk) - self.roles[role].prompter.cut_word_ids(chunk)]  # scored whole next turn
+        s = await self.roles[role].engine.score(ids[:start], chunk)
         self.state.tokens[f"{role}_scored"] = self.state.tokens.get(f"{role}_scored", 0) + len(chunk)
         return s
 

@@ -145,6 +145,12 @@ class SimPrompter:
             self._prompts[q.id] = self._fresh(hash((self.tokenizer_path, "prompt", q.id)), self.counter.prompt_tokens(q))
         return list(self._prompts[q.id])
 
+    def encode_after(self, before: list[int], text: str) -> tuple[list[int], int]:
+        return self.encode(text), 0  # synthetic ids: no word is cut at a chunk boundary
+
+    def cut_word_ids(self, ids: list[int]) -> int:
+        return 0
+
     def encode(self, text: str) -> list[int]:
         hit = self._text_ids.get(text)
         if hit is not None:

@@ -24,17 +24,23 @@ def stable_int(*parts) -> int:
 
 
 class FakePrompter:
-    tokenizer_path = "fake"
     template = None
 
-    def __init__(self, ids: list[int] | None = None):
+    def __init__(self, ids: list[int] | None = None, tokenizer_path: str = "fake"):
         self.ids = ids  # None: [7, question index]
+        self.tokenizer_path = tokenizer_path
 
     def prompt_ids(self, q):
         return list(self.ids) if self.ids is not None else [7, q.index]
 
     def encode(self, text):
         return [ord(c) for c in text]
+
+    def encode_after(self, before, text):
+        return self.encode(text), 0  # one id per character: nothing to merge at a boundary
+
+    def cut_word_ids(self, ids):
+        return 0
 
 
 class ScriptedEngine:

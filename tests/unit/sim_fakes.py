@@ -18,6 +18,7 @@ from atts.engines.sglang import Generation, RequestStats, Scoring
 from atts.method.policies import ATTSParams, make_policy
 from atts.runtime.runner import Chunking, Role, run_all
 from atts.runtime.store import RunStore
+from atts.testing import fakes
 
 TRACES = "math500_r1llama8b_qwq32b.jsonl.gz"
 CAL = "calibration_ppls_math500_r1llama8b_qwq32b.npy"
@@ -27,17 +28,8 @@ def _h(*parts) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big")
 
 
-class FakePrompter:
-    template = None
-
-    def __init__(self, name: str):
-        self.tokenizer_path = name
-
-    def prompt_ids(self, q):
-        return [7, q.index]
-
-    def encode(self, text):
-        return [ord(c) for c in text]
+def FakePrompter(name: str) -> fakes.FakePrompter:
+    return fakes.FakePrompter(tokenizer_path=name)
 
 
 class FakeEngine:

@@ -110,9 +110,9 @@ def test_llama_chunks_cut_anywhere_round_trip_for_a_qwen_target(llama, qwen):
     previous_scoring = prompt
     for lo, hi in zip([0] + cuts, cuts + [len(ids)]):
         g = _gen(llama, "draft", ids[lo:hi])
-        scoring = ctx.scoring_prefix_ids("target") + ctx.chunk_ids_for(g, "target")
+        scoring, start = ctx.with_chunk(ctx.scoring_prefix_ids("target"), g, "target")
         assert ctx.request_ids("target", after=g) == scoring  # append mode: scoring prompt = generation prompt
-        assert scoring[:len(previous_scoring)] == previous_scoring  # and every earlier one is its prefix
+        assert scoring[:start] == previous_scoring[:start]  # every earlier one is its prefix, up to a word the boundary cut (re-encoded whole)
         previous_scoring = scoring
         ctx.keep(g)
         ctx.state.turn += 1
@@ -120,6 +120,7 @@ def test_llama_chunks_cut_anywhere_round_trip_for_a_qwen_target(llama, qwen):
     assert ctx.prefix_ids("draft")[len(llama.prompt_ids(Q)):] == ids  # the draft continues from its exact ids
     target_view = ctx.prefix_ids("target")[len(prompt):]
     assert qwen.tok.decode(target_view) == TEXT  # the target reads the same text, no U+FFFD
+    assert target_view == qwen.encode(TEXT)  # tokenized as a whole: no word split where a chunk cut it
     assert "\ufffd" not in "".join(s.text for s in ctx.state.segments)
 
 
