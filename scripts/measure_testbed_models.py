@@ -12,7 +12,8 @@ string, `--max-turns` cap) and sampling temperature:
 - for every draft chunk whose prefix is still right: does it add an error
   (`atts.tasks.reasoning.first_error`), and the target's PPL of it (scored exactly as ATTS
   does: draft text re-encoded with the target's tokenizer). AUROC of that PPL for
-  chunks with an error against chunks without;
+  chunks with an error against chunks without; also with a wrong round number counted
+  as an error (``labels=True``: it changes no result);
 - the largest share of calibration-split first-chunk PPLs that any single value holds,
   at the gate's resolution (exact float, and rounded to 1e-4);
 - append mode: after the first wrong draft chunk, the target continues to the end; the
@@ -81,6 +82,18 @@ def dist(xs: list[float]) -> dict:
             "mean": statistics.fmean(xs) if xs else None, "min": min(xs, default=None), "max": max(xs, default=None)}
 
 
+def separation(chunks: list[dict], suffix: str) -> dict:
+    """AUROC of the target's PPL for chunks that add an error against chunks that do not,
+    over the chunks whose text before them is still right."""
+    judged = [c for c in chunks if c["prefix_ok" + suffix]]
+    wrong = [c["ppl"] for c in judged if c["error" + suffix]]
+    right = [c["ppl"] for c in judged if not c["error" + suffix]]
+    return {"n_right": len(right), "n_wrong": len(wrong), "error_share": len(wrong) / max(1, len(judged)),
+            "auroc_target_ppl": auroc(wrong, right), "auroc_interval": auroc_interval(wrong, right),
+            "median_ppl_right": statistics.median(right) if right else None,
+            "median_ppl_wrong": statistics.median(wrong) if wrong else None}
+
+
 async def whole_solutions(engine, pr, problems, temperature: float, max_new: int) -> dict:
     async def one(k, p):
         g = await engine.generate(pr.prompt_ids(question(p)), max_new_tokens=max_new, temperature=temperature, seed=k)
@@ -104,6 +117,7 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
             turns += 1
             lens.append(len(g.token_ids))
             prefix_ok = reasoning.first_error(p, text, complete=False) is None
+            prefix_ok_l = reasoning.first_error(p, text, complete=False, labels=True) is None
             new_text = text + g.text
             # as the runner does (SampleContext.with_chunk, .score): the draft text re-encoded
             # after the target's view, a word the chunk boundary cut encoded whole, and
@@ -113,7 +127,9 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
             s = await target.score(t_view, ids[:len(ids) - (pt.cut_word_ids(ids) if g.finish == "length" else 0)])
             t_view = t_view + ids
             err = reasoning.first_error(p, new_text, complete=g.finish != "length") is not None
+            err_l = reasoning.first_error(p, new_text, complete=g.finish != "length", labels=True) is not None
             chunks.append({"q": k, "turn": turn, "prefix_ok": prefix_ok, "error": err, "ppl": s.ppl,
+                           "prefix_ok_labels": prefix_ok_l, "error_labels": err_l,
                            "tokens": len(g.token_ids), "text_start": len(text), "text": new_text})
             d_ids = d_ids + g.token_ids
             text = new_text
@@ -172,14 +188,9 @@ async def measure(urls: dict, a) -> dict:
         out["chunk_tokens_dist"] = dist([c["tokens"] for c in chunks])
         out["turns_per_sample"] = {**dist(turns), "share_at_cap": sum(s["capped"] for s in samples) / len(samples)}
         out["draft_chunked_pass@1"] = share(sum(s["correct"] for s in samples), len(samples))
-        judged = [c for c in chunks if c["prefix_ok"]]
-        wrong = [c["ppl"] for c in judged if c["error"]]
-        right = [c["ppl"] for c in judged if not c["error"]]
-        out["chunk_error_separation"] = {
-            "n_right": len(right), "n_wrong": len(wrong), "error_share": len(wrong) / max(1, len(judged)),
-            "auroc_target_ppl": auroc(wrong, right), "auroc_interval": auroc_interval(wrong, right),
-            "median_ppl_right": statistics.median(right) if right else None,
-            "median_ppl_wrong": statistics.median(wrong) if wrong else None}
+        out["chunk_error_separation"] = separation(chunks, "")
+        # the strict reading: a wrong round number with the right count-down and value is an error too
+        out["chunk_error_separation_round_labels"] = separation(chunks, "_labels")
         out["append_repair"], (c_chunks, _) = await asyncio.gather(
             repairs(t, pt, test, chunks, a), rollouts(d, t, pd, pt, calib, a, max_turns=1))  # calibration: first chunks only
         first = [c["ppl"] for c in c_chunks if c["turn"] == 0]

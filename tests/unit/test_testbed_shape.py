@@ -53,3 +53,29 @@ def test_paper_shape_of_the_config():
     p = CFG.policy.params
     assert (CFG.chunking.max_turns, p.mode, p.max_resample, p.grouping) == (15, "append", 0, "per_turn")
     assert 0.3 <= p.alpha <= 0.5 and CFG.calibration.split == "calibration" and CFG.dataset.split == "test"
+
+
+def test_the_error_judge_reads_count_down_and_values_not_round_numbers():
+    """`reasoning.first_error`: a reference solution is right; a wrong result, a wrong
+    count-down, or a wrong start value is an error at its paragraph; a wrong round number
+    with the right count-down and value (the draft's commonest slip, harmless to the
+    answer) is one only with ``labels=True``."""
+    import random
+
+    p = next(q for q in reasoning.generate("test", 50) if q.rounds >= 4)
+    text = reasoning.solve(p, random.Random(0)).text
+    assert reasoning.first_error(p, text) is None and reasoning.first_error(p, text, labels=True) is None
+    paras = text.split(reasoning.PARAGRAPH)
+    i = next(k for k, x in enumerate(paras) if x.startswith(("Round 2 (", "In round 2 (", "For round 2 (")))
+    off = len(reasoning.PARAGRAPH.join(paras[:i])) + len(reasoning.PARAGRAPH)
+
+    def edited(old: str, new: str) -> str:
+        return reasoning.PARAGRAPH.join(paras[:i] + [paras[i].replace(old, new, 1)] + paras[i + 1:])
+
+    relabelled = edited("ound 2 (", "ound 3 (")
+    assert reasoning.first_error(p, relabelled) is None
+    assert reasoning.first_error(p, relabelled, labels=True) == off
+    left = p.rounds - 2
+    assert reasoning.first_error(p, edited(f"({left} left)", f"({left + 1} left)")) == off
+    result = str(reasoning._value_after(p, 2))
+    assert reasoning.first_error(p, edited(f"= {result}", f"= {int(result) + 1}")) == off
