@@ -17,7 +17,7 @@ string, `--max-turns` cap) and sampling temperature:
 - the largest share of calibration-split first-chunk PPLs that any single value holds,
   at the gate's resolution (exact float, and rounded to 1e-4);
 - append mode: after the first wrong draft chunk, the target continues to the end; the
-  share of continuations that end with the right answer;
+  share of continuations that end with the right answer (both readings of "wrong");
 - per-token decode cost of each model at batch 1 and 16 streams, and the ratio.
 """
 
@@ -110,6 +110,7 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
     async def one(k, p):
         d_ids, text, turns, lens = pd.prompt_ids(question(p)), "", 0, []
         t_view = pt.prompt_ids(question(p))  # the target's ids of prompt + text so far
+        owed = 0  # its last ids left unscored (a cut word)
         for turn in range(max_turns or a.max_turns):
             g = await draft.generate(d_ids, max_new_tokens=a.chunk, temperature=a.temperature, seed=k * 1000 + turn)
             if not g.token_ids:
@@ -123,9 +124,11 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
             # after the target's view, a word the chunk boundary cut encoded whole, and
             # scored whole with the next chunk
             ids, drop = pt.encode_after(t_view, g.text)
-            t_view = t_view[:len(t_view) - drop]
-            s = await target.score(t_view, ids[:len(ids) - (pt.cut_word_ids(ids) if g.finish == "length" else 0)])
-            t_view = t_view + ids
+            begin = len(t_view) - max(drop, owed)  # the previous chunk's cut word, whole now
+            t_view = t_view[:len(t_view) - drop] + ids
+            chunk = t_view[begin:]
+            owed = pt.cut_word_ids(chunk) if g.finish == "length" else 0
+            s = await target.score(t_view[:begin], chunk[:len(chunk) - owed])
             err = reasoning.first_error(p, new_text, complete=g.finish != "length") is not None
             err_l = reasoning.first_error(p, new_text, complete=g.finish != "length", labels=True) is not None
             chunks.append({"q": k, "turn": turn, "prefix_ok": prefix_ok, "error": err, "ppl": s.ppl,
@@ -141,9 +144,9 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
     return chunks, samples
 
 
-async def repairs(target, pt, problems, chunks, a) -> dict:
+async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> dict:
     """Append mode: after the first wrong draft chunk, the target writes the rest."""
-    firsts = [c for c in chunks if c["prefix_ok"] and c["error"]]
+    firsts = [c for c in chunks if c["prefix_ok" + suffix] and c["error" + suffix]]
 
     async def one(c):
         p = problems[c["q"]]
@@ -191,8 +194,9 @@ async def measure(urls: dict, a) -> dict:
         out["chunk_error_separation"] = separation(chunks, "")
         # the strict reading: a wrong round number with the right count-down and value is an error too
         out["chunk_error_separation_round_labels"] = separation(chunks, "_labels")
-        out["append_repair"], (c_chunks, _) = await asyncio.gather(
-            repairs(t, pt, test, chunks, a), rollouts(d, t, pd, pt, calib, a, max_turns=1))  # calibration: first chunks only
+        out["append_repair"], out["append_repair_round_labels"], (c_chunks, _) = await asyncio.gather(
+            repairs(t, pt, test, chunks, a), repairs(t, pt, test, chunks, a, "_labels"),
+            rollouts(d, t, pd, pt, calib, a, max_turns=1))  # calibration: first chunks only
         first = [c["ppl"] for c in c_chunks if c["turn"] == 0]
         out["calibration_first_chunk_ppl"] = {
             **dist(first), "max_share_one_value_exact": max(Counter(first).values()) / len(first),

@@ -92,6 +92,9 @@ class Segment:
     # tokenizer path -> how many of the view's last ids before this segment its ids replace
     # (a word a chunk boundary cut, re-encoded whole: `Prompter.encode_after`)
     drop: dict[str, int] = field(default_factory=dict)
+    # tokenizer path -> how many of this segment's last ids (in that view) its scoring left
+    # to the next chunk's (a word the chunk boundary cut: `Prompter.cut_word_ids`)
+    unscored: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,6 +152,7 @@ class SampleContext:
         self.chunking = chunking
         self._prompt_ids: dict[str, list[int]] = {}
         self.carry: dict = {}  # a policy's per-sample state across turns (e.g. a pre-generated chunk)
+        self._unscored: dict[int, tuple[str, int]] = {}  # id(chunk) -> (tokenizer, ids left unscored)
 
     # -- views of the history
     def _tok_key(self, role: str) -> str:
@@ -226,12 +230,19 @@ class SampleContext:
         """``role``'s logprobs of chunk ``g`` after the kept history (the target's, or a
         model scoring itself); None for an empty chunk (the draft ended at once: nothing
         to judge)."""
-        ids, start = self.with_chunk(self.scoring_prefix_ids(role), g, role)
-        chunk = ids[start:]
-        if not chunk:
+        prefix = self.scoring_prefix_ids(role)
+        ids, start = self.with_chunk(prefix, g, role)
+        if not ids[start:]:
             return None
-        if g.finish == "length" and self._tok_key(g.stats.role) != self._tok_key(role):
-            chunk = chunk[:len(chunk) - self.roles[role].prompter.cut_word_ids(chunk)]  # scored whole next turn
+        k = self._tok_key(role)
+        last = self.state.segments[-1] if self.state.segments else None
+        owed = last.unscored.get(k, 0) if last is not None else 0
+        start = min(start, len(prefix) - owed)  # the previous chunk's cut word, whole now
+        chunk = ids[start:]
+        if g.finish == "length" and self._tok_key(g.stats.role) != k:
+            held = self.roles[role].prompter.cut_word_ids(chunk)  # scored whole with the next chunk
+            chunk = chunk[:len(chunk) - held]
+            self._unscored[id(g)] = (k, held)
         s = await self.roles[role].engine.score(ids[:start], chunk)
         self.state.tokens[f"{role}_scored"] = self.state.tokens.get(f"{role}_scored", 0) + len(chunk)
         return s
@@ -242,7 +253,11 @@ class SampleContext:
     # -- history and records
     def segment_of(self, g: Generation) -> Segment:
         text, held = self.chunk_text(g)
-        return Segment(g.stats.role, text, {self._tok_key(g.stats.role): list(g.token_ids)}, g.finish, held)
+        seg = Segment(g.stats.role, text, {self._tok_key(g.stats.role): list(g.token_ids)}, g.finish, held)
+        if id(g) in self._unscored:
+            k, n = self._unscored[id(g)]
+            seg.unscored[k] = n
+        return seg
 
     def keep(self, g: Generation) -> None:
         self.state.segments.append(self.segment_of(g))
