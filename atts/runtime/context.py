@@ -205,7 +205,7 @@ class SampleContext:
         """``prefix`` followed by chunk ``g`` as ``role`` sees it, and where the chunk's
         ids start: its own ids if it wrote them (or shares the writer's tokenizer), else
         the text re-encoded after ``prefix`` (a word the boundary cut is encoded whole,
-        so the chunk may start one id early: `Prompter.encode_after`)."""
+        so the chunk may start a few ids early: `Prompter.encode_after`)."""
         if g.stats.role == role or self._tok_key(g.stats.role) == self._tok_key(role):
             return list(prefix) + list(g.token_ids), len(prefix)
         ids, drop = self.roles[role].prompter.encode_after(prefix, self.chunk_text(g)[0])

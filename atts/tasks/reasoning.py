@@ -309,8 +309,9 @@ def first_error(p: ChainProblem, text: str, *, complete: bool = True, labels: bo
     ``labels``: also a round paragraph that names another round than the next one. Off
     by default: the draft's most common slip is a wrong round number with the right
     count-down and value ("Round 2 (2 left)", then "Round 4 (1 left)"), which changes no
-    result: 54 of the 71 draft solutions whose first such slip was this one still ended
-    with the right answer, against 11 of 63 after a wrong value (docs/testbed_chain.md)."""
+    result: of the 71 draft solutions whose first paragraph flagged by the strict reading
+    was such a slip, 54 still ended with the right answer, against 11 of the 63 whose
+    first flagged paragraph was another error (docs/testbed_chain.md)."""
     v, k = p.start, 0
     pos = 0
     paras = text.split(PARAGRAPH)
