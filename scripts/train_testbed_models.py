@@ -12,9 +12,12 @@ block (`<think>\\n`), as R1's and QwQ's do.
 
 - The draft (2 layers) trains on clean solutions and stops once its greedy accuracy on
   held-out problems reaches `--draft-stop-at-accuracy`: it is weak on purpose.
-- The target (8 layers) also trains on solutions with one draft-like error, carried on
-  for 0-2 steps and then fixed ("Wait, ..."); the wrong paragraphs carry no loss, so it
-  learns to repair a wrong chunk it continues after (append mode), not to err.
+- The target (8 layers) also trains on solutions with one draft-like error (a wrong
+  value, the other branch of the rule, a closing paragraph too early or with a wrong
+  value: `reasoning.ERROR_KINDS`), carried on for 0-4 rounds with the usual asides and
+  sometimes through the closing answer, then fixed ("Wait, ..."); the wrong paragraphs
+  carry no loss, so it learns to repair a wrong chunk it continues after (append mode),
+  not to err.
 - Per-token decode cost on SGLang's CPU path is ~1.25 ms + 0.45 ms per layer at batch 1
   (models/README.md), so 2 vs 8 layers gives a target/draft cost ratio of about 2.3,
   the real pair's ~2.2 (../shared/reference/REAL_WORKLOAD.md).
@@ -241,7 +244,8 @@ def train_role(role: str, args, eval_problems) -> dict:
     problems = reasoning.generate("train", args.train_problems, seed=args.seed)
     corpus = [p.problem + "\n" + reasoning.solve(p, rng).text for p in problems[:4000]]
     init = getattr(args, f"{role}_init_from")
-    tok = AutoTokenizer.from_pretrained(init) if init else build_tokenizer(arch["vocab"], corpus)
+    tok_from = init or getattr(args, f"{role}_tokenizer_from")  # keep a committed vocabulary
+    tok = AutoTokenizer.from_pretrained(tok_from) if tok_from else build_tokenizer(arch["vocab"], corpus)
     examples = [encode_example(tok, p.problem, reasoning.solve(p, rng, with_error=rng.random() < error_share))
                 for p in problems]
     torch.manual_seed(args.seed)
@@ -258,11 +262,16 @@ def train_role(role: str, args, eval_problems) -> dict:
           f"examples={len(examples)} mean_len={sum(len(e[0]) for e in examples) / len(examples):.0f}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
-    it = length_batches(examples, args.tokens_per_batch, random.Random(args.seed))
     t0, seen, stopped_at, history = time.time(), 0, None, []
-    deadline = t0 + getattr(args, f"{role}_max_minutes") * 60
+    budget = getattr(args, f"{role}_max_minutes") * 60
+    deadline = t0 + budget
+
+    def progress(s: int) -> float:  # the cosine follows the steps or the time cap, whichever ends first
+        return min(1.0, max(s / steps, (time.time() - t0) / budget))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s)))))
+    it = length_batches(examples, args.tokens_per_batch, random.Random(args.seed))
     model.train()
     for step in range(1, steps + 1):
         x, y, att = collate(next(it), tok.pad_token_id)
@@ -292,7 +301,9 @@ def train_role(role: str, args, eval_problems) -> dict:
             "target_error_share": error_share, "seed": args.seed, "train_wall_seconds": round(wall, 1),
             "train_tokens": seen, "torch_threads": torch.get_num_threads(), "eval_history": history,
             "transformers_greedy_accuracy_test": acc, "eval_problems": len(eval_problems),
-            "init_from": init, "previous_training": _previous(init),
+            "init_from": init, "tokenizer_from": tok_from, "previous_training": _previous(init),
+            "schedule": "linear warm-up over 5% of the steps, then cosine to 0.1x over the steps or the time cap, whichever ends first",
+            "error_kinds": reasoning.ERROR_KINDS if error_share else None,
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
     write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card)
     print(f"[{role}] done in {wall:.0f}s, greedy test accuracy {acc:.3f}", flush=True)
@@ -323,6 +334,8 @@ def main() -> None:
     for role in ROLES:
         ap.add_argument(f"--{role}-arch", default=None, help="layers,hidden,heads,ffn (head_dim 64)")
         ap.add_argument(f"--{role}-init-from", default=None, help="continue training this checkpoint")
+        ap.add_argument(f"--{role}-tokenizer-from", default=None,
+                        help="fresh weights, but this checkpoint's tokenizer (keeps the committed vocabulary)")
         ap.add_argument(f"--{role}-grow-to", type=int, default=None,
                         help="with --ROLE-init-from: append identity-initialised layers up to this depth")
     args = ap.parse_args()

@@ -140,6 +140,19 @@ FIX = [
     "Wait, let me recheck round {r}: {eq}, not {bad}.",
     "Hmm, wait. Round {r} was wrong: {eq}, not {bad}.",
 ]
+FIX_BRANCH = [  # the draft's second commonest slip: the other branch, near a threshold
+    "Wait, that is not right. {v} is {cond}, so {eq}, not {bad}.",
+    "Hmm, wait. Round {r} was wrong: {v} is {cond}, so {eq}, not {bad}.",
+    "Wait, let me recheck round {r}: {v} is {cond}. So {eq}, not {bad}.",
+]
+FIX_EARLY = [  # a closing paragraph written before the last round
+    "Wait, that is not right. Only {k} of the {n} rounds are done.",
+    "Hold on, I made a mistake. I have done {k} rounds, not {n}.",
+]
+FIX_FINAL = [  # a closing paragraph with another value than the running one
+    "Wait, that is not right. After round {n} the value is {v}, not {bad}.",
+    "Hold on, I made a mistake. The value after round {n} is {v}, not {bad}.",
+]
 REDO = [
     "So after round {r} the value is {v}, and I continue from there.",
     "So the correct value after round {r} is {v}.",
@@ -224,52 +237,125 @@ def equation(rule: Rule, v: int, result: int) -> str:
     return f"{v} {rule.branch(v)[2]} = {result}"
 
 
-def _step(rng: random.Random, p: ChainProblem, r: int, v: int, result: int) -> str:
-    cond, act, _ = p.rule.branch(v)
+def _step(rng: random.Random, p: ChainProblem, r: int, v: int, result: int, branch_of: int | None = None) -> str:
+    """Round ``r``'s paragraph from ``v`` to ``result``, in the words of the branch taken
+    for ``branch_of`` (``v``; another value for a wrong-branch slip)."""
+    cond, act, _ = p.rule.branch(v if branch_of is None else branch_of)
+    op = p.rule.branch(v if branch_of is None else branch_of)[2]
     return rng.choice(STEP).format(r=r + 1, left=p.rounds - r - 1, v=v, cond=cond, act=act,
-                                   eq=equation(p.rule, v, result))
+                                   eq=f"{v} {op} = {result}")
+
+
+def _asides(rng: random.Random, eq: str, v: int, result: int) -> list[str]:
+    """The optional paragraphs after a round: a reflection (30%), then a check of its
+    equation (30%) or the running value (25%). The same draws for right and wrong rounds:
+    the draft checks its wrong equations too ("Hmm, is that right? 3 + 3 = 8. Yes.")."""
+    out = []
+    if rng.random() < 0.3:
+        out.append(rng.choice(REFLECT["up" if result >= v else "down"]))
+    x = rng.random()
+    if x < 0.3:
+        out.append(rng.choice(CHECK).format(eq=eq))
+    elif x < 0.55:
+        out.append(rng.choice(PROGRESS).format(v=result))
+    return out
+
+
+def _other_branch(p: ChainProblem, v: int) -> tuple[int, int] | None:
+    """(result, a value on the other side of the rule) for a wrong-branch round from
+    ``v``, or None where the other branch would leave the rule's range."""
+    if p.rule.kind == "parity":
+        other = v + 1
+        return (v + p.rule.a, other) if v % 2 == 0 else (v // 2, other)
+    if v < p.rule.t:
+        return (v - p.rule.b, p.rule.t) if v - p.rule.b >= 0 else None
+    return v + p.rule.a, p.rule.t - 1
+
+
+# the injected errors, shaped on the draft's own (docs/testbed_chain.md): a wrong value
+# (mostly off by ten), the other branch of the rule, a closing paragraph too early or
+# with a wrong value; carried on for 0-4 rounds with the usual asides, sometimes
+# through the closing answer
+ERROR_KINDS = {"value": 0.55, "branch": 0.3, "closing": 0.15}
+CARRY = (0, 0, 1, 1, 2, 2, 3, 4)
+THROUGH_ANSWER = 0.5
 
 
 def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False) -> Solution:
     """One paraphrased reasoning trace for ``p`` (seeded by ``rng``). With ``with_error``,
-    one round is computed wrongly, carried on for 0-2 rounds, then fixed ("Wait, ...");
-    the wrong paragraphs are excluded from ``loss_spans``."""
+    one draft-like error (``ERROR_KINDS``) is carried on unnoticed for 0-4 rounds with
+    the usual asides (possibly through the closing answer), then fixed ("Wait, ...") and
+    redone; the wrong paragraphs are excluded from ``loss_spans`` (their paragraph
+    breaks keep it: after a wrong boxed answer, going on instead of stopping is what
+    the target must learn)."""
     paras: list[tuple[str, bool]] = [(rng.choice(INTRO), True), (rng.choice(START).format(v=p.start), True)]
-    err_at = rng.randrange(p.rounds) if with_error else None
-    carry = min(rng.choice((0, 0, 0, 1, 1, 2)), p.rounds - 1 - err_at) if with_error else 0
-    v = p.start
-    for r in range(p.rounds):
+    kind = err_at = None
+    if with_error:
+        kind = rng.choices(list(ERROR_KINDS), weights=list(ERROR_KINDS.values()))[0]
+        err_at = rng.randrange(1, p.rounds + 1) if kind == "closing" else rng.randrange(p.rounds)
+        if kind == "branch" and _other_branch(p, _value_after(p, err_at)) is None:
+            kind = "value"
+    v, r = p.start, 0
+    while r <= p.rounds:
+        if kind == "closing" and r == err_at:  # a closing paragraph after r of n rounds
+            bad = v if r < p.rounds else slip(rng, v)
+            paras += _closing(rng, p, bad, through=rng.random() < 0.6)
+            fix = FIX_EARLY[rng.randrange(len(FIX_EARLY))].format(k=r, n=p.rounds) if r < p.rounds else \
+                rng.choice(FIX_FINAL).format(n=p.rounds, v=v, bad=bad)
+            paras += [(fix, True), (rng.choice(REDO).format(r=r, v=v), True)]
+            kind = None
+        if r == p.rounds:
+            break
         right = p.rule.apply(v)
-        if r == err_at:
-            bad = slip(rng, right)
-            paras.append((_step(rng, p, r, v, bad), False))
-            w = bad
-            for j in range(r + 1, r + 1 + carry):  # the error carried on, unnoticed
-                w2 = p.rule.apply(w)
-                paras.append((_step(rng, p, j, w, w2), False))
-                w = w2
-            paras.append((rng.choice(FIX).format(r=r + 1, eq=equation(p.rule, v, right), bad=bad), True))
-            paras.append((rng.choice(REDO).format(r=r + 1, v=right), True))
+        if kind in ("value", "branch") and r == err_at:
+            paras += _carried_error(rng, p, kind, r, v, right)
+            kind = None
         else:
             paras.append((_step(rng, p, r, v, right), True))
-            if rng.random() < 0.3:
-                paras.append((rng.choice(REFLECT["up" if right >= v else "down"]), True))
-            x = rng.random()
-            if x < 0.3:
-                paras.append((rng.choice(CHECK).format(eq=equation(p.rule, v, right)), True))
-            elif x < 0.55:
-                paras.append((rng.choice(PROGRESS).format(v=right), True))
-        v = right
+            paras += [(a, True) for a in _asides(rng, equation(p.rule, v, right), v, right)]
+        v, r = right, r + 1
     paras.append((rng.choice(DONE).format(v=v, n=p.rounds), True))
     paras.append((rng.choice(ANSWER).format(v=v), True))
     text, spans, pos = "", [], 0
     for k, (para, loss) in enumerate(paras):
-        piece = para + (PARAGRAPH if k < len(paras) - 1 else "")
-        if loss:
-            spans.append((pos, pos + len(piece)))
-        text += piece
-        pos += len(piece)
-    return Solution(text, spans)
+        sep = PARAGRAPH if k < len(paras) - 1 else ""
+        spans.append((pos if loss else pos + len(para), pos + len(para) + len(sep)))
+        text += para + sep
+        pos += len(para) + len(sep)
+    return Solution(text, [s for s in spans if s[1] > s[0]])
+
+
+def _closing(rng: random.Random, p: ChainProblem, v: int, *, through: bool) -> list[tuple[str, bool]]:
+    """A wrong closing paragraph for value ``v`` (no loss), with the final answer too
+    when ``through``."""
+    out = [(rng.choice(DONE).format(v=v, n=p.rounds), False)]
+    if through:
+        out += [(x, False) for x in rng.choice(ANSWER).format(v=v).split(PARAGRAPH)]
+    return out
+
+
+def _carried_error(rng: random.Random, p: ChainProblem, kind: str, r: int, v: int, right: int) -> list[tuple[str, bool]]:
+    """Round ``r`` done wrongly (``kind``), carried on for 0-4 rounds (possibly through
+    the closing answer), then fixed and redone. Wrong paragraphs carry no loss."""
+    if kind == "branch":
+        bad, side = _other_branch(p, v)
+        out = [(_step(rng, p, r, v, bad, branch_of=side), False)]
+        op = p.rule.branch(side)[2]
+        fix = rng.choice(FIX_BRANCH).format(r=r + 1, v=v, cond=p.rule.branch(v)[0], eq=equation(p.rule, v, right), bad=bad)
+    else:
+        bad, op = slip(rng, right), p.rule.branch(v)[2]
+        out = [(_step(rng, p, r, v, bad), False)]
+        fix = rng.choice(FIX).format(r=r + 1, eq=equation(p.rule, v, right), bad=bad)
+    out += [(a, False) for a in _asides(rng, f"{v} {op} = {bad}", v, bad)]
+    w, last = bad, r
+    for last in range(r + 1, min(r + 1 + rng.choice(CARRY), p.rounds)):  # carried on, unnoticed
+        w2 = p.rule.apply(w)
+        out.append((_step(rng, p, last, w, w2), False))
+        out += [(a, False) for a in _asides(rng, equation(p.rule, w, w2), w, w2)]
+        w = w2
+    if last == p.rounds - 1 and rng.random() < THROUGH_ANSWER:
+        out += _closing(rng, p, w, through=rng.random() < 0.6)
+    return out + [(fix, True), (rng.choice(REDO).format(r=r + 1, v=right), True)]
 
 
 def reference_solution(p: ChainProblem) -> str:

@@ -79,3 +79,43 @@ def test_the_error_judge_reads_count_down_and_values_not_round_numbers():
     assert reasoning.first_error(p, edited(f"({left} left)", f"({left + 1} left)")) == off
     result = str(reasoning._value_after(p, 2))
     assert reasoning.first_error(p, edited(f"= {result}", f"= {int(result) + 1}")) == off
+
+
+def test_the_targets_error_examples_are_draft_like_and_repaired():
+    """`reasoning.solve(with_error=True)`, the target's repair lessons: every kind of the
+    draft's errors (`ERROR_KINDS`) appears, carried on for 0 to 4 rounds and sometimes
+    through the closing answer; the first paragraph without loss is the judge's first
+    error; with the wrong paragraphs removed the text is right; the answer is right; and
+    the paragraph break after a wrong boxed answer carries loss (going on instead of
+    stopping is what the target must learn)."""
+    import random
+    import re
+
+    from atts.tasks.grading import extract_boxed
+
+    rng, kinds, through, carries = random.Random(0), set(), 0, set()
+    for p in reasoning.generate("train", 600):
+        s = reasoning.solve(p, rng, with_error=True)
+        assert extract_boxed(s.text) == p.answer
+        covered = bytearray(len(s.text))
+        for a, b in s.loss_spans:
+            covered[a:b] = b"\x01" * (b - a)
+        first_wrong = covered.index(0)
+        assert reasoning.first_error(p, s.text) == first_wrong
+        kept = "".join(s.text[a:b] for a, b in s.loss_spans)
+        assert reasoning.first_error(p, kept) is None
+        fix = next(x for x in s.text[first_wrong:].split(reasoning.PARAGRAPH)
+                   if re.search("not right|mistake|was wrong|recheck", x))
+        kinds.add("closing" if re.search("rounds are done|rounds, not|[Aa]fter round", fix)
+                  else "branch" if re.search(r"\d+ is (even|odd|less|not less)", fix) else "value")
+        wrong_rounds = [x for x in s.text[first_wrong:s.text.index(fix)].split(reasoning.PARAGRAPH)
+                        if reasoning._ROUND.search(x) and reasoning._EQ.search(x)]
+        carries.add(max(0, len(wrong_rounds) - 1))
+        boxes = [m.start() for m in reasoning._BOXED.finditer(s.text)]
+        if len(boxes) > 1:
+            through += 1
+            brk = s.text.index(reasoning.PARAGRAPH, boxes[0])
+            assert covered[brk], "the break after a wrong boxed answer must carry loss"
+    assert kinds == set(reasoning.ERROR_KINDS)
+    assert carries >= {0, 1, 2, 3, 4}
+    assert 0.05 < through / 600 < 0.4
