@@ -46,6 +46,7 @@ from atts.tasks.prompts import Prompter  # noqa: E402
 from atts.serving.sglang import ServerGroup, ServerSpec  # noqa: E402
 from atts.tasks import reasoning  # noqa: E402
 from atts.tasks.datasets import Question  # noqa: E402
+from atts.runtime.context import Chunking, Role, SampleContext, SampleState, finished_reason  # noqa: E402
 from atts.runtime.summary import wilson_interval  # noqa: E402
 
 
@@ -103,49 +104,59 @@ async def whole_solutions(engine, pr, problems, temperature: float, max_new: int
 
 
 async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = None):
-    """Draft-only chunked rollouts (up to ``max_turns``, default the testbed's cap); each
-    chunk scored by the target in its own vocabulary."""
+    """Draft-only chunked rollouts (up to ``max_turns``, default the testbed's cap), each
+    chunk scored by the target exactly as the runner scores it: the same `SampleContext`
+    (draft text re-encoded after the target's view, a word the chunk boundary cut scored
+    whole with the next chunk), and the same end test (`finished_reason`)."""
+    roles = {"draft": Role("draft", draft, pd, a.temperature), "target": Role("target", target, pt, a.temperature)}
+    chunking = Chunking(stop=(), max_tokens=a.chunk, max_turns=max_turns or a.max_turns,
+                        token_budget=a.chunk * a.max_turns)
     chunks, samples = [], []
 
     async def one(k, p):
-        d_ids, text, turns, lens = pd.prompt_ids(question(p)), "", 0, []
-        t_view = pt.prompt_ids(question(p))  # the target's ids of prompt + text so far
-        owed = 0  # its last ids left unscored (a cut word)
-        for turn in range(max_turns or a.max_turns):
-            g = await draft.generate(d_ids, max_new_tokens=a.chunk, temperature=a.temperature, seed=k * 1000 + turn)
+        ctx = SampleContext(SampleState(question(p), 0), roles, chunking)
+        st = ctx.state
+        while True:
+            g = await ctx.generate("draft")
             if not g.token_ids:
                 break
-            turns += 1
-            lens.append(len(g.token_ids))
-            prefix_ok = reasoning.first_error(p, text, complete=False) is None
-            prefix_ok_l = reasoning.first_error(p, text, complete=False, labels=True) is None
-            new_text = text + g.text
-            # as the runner does (SampleContext.with_chunk, .score): the draft text re-encoded
-            # after the target's view, a word the chunk boundary cut encoded whole, and
-            # scored whole with the next chunk
-            ids, drop = pt.encode_after(t_view, g.text)
-            begin = len(t_view) - max(drop, owed)  # the previous chunk's cut word, whole now
-            t_view = t_view[:len(t_view) - drop] + ids
-            chunk = t_view[begin:]
-            owed = pt.cut_word_ids(chunk) if g.finish == "length" else 0
-            s = await target.score(t_view[:begin], chunk[:len(chunk) - owed])
-            err = reasoning.first_error(p, new_text, complete=g.finish != "length") is not None
-            err_l = reasoning.first_error(p, new_text, complete=g.finish != "length", labels=True) is not None
-            chunks.append({"q": k, "turn": turn, "prefix_ok": prefix_ok, "error": err, "ppl": s.ppl,
-                           "prefix_ok_labels": prefix_ok_l, "error_labels": err_l,
-                           "tokens": len(g.token_ids), "text_start": len(text), "text": new_text})
-            d_ids = d_ids + g.token_ids
-            text = new_text
-            if g.finish != "length":
+            text = st.text
+            s = await ctx.score(g)
+            ctx.keep(g)
+            st.turn += 1
+            new_text, cut = st.text, g.finish == "length"
+            row = {"q": k, "turn": st.turn - 1, "ppl": s.ppl, "tokens": len(g.token_ids),
+                   "text_start": len(text), "text": new_text}
+            for suffix, labels in (("", False), ("_labels", True)):  # the two readings of an error
+                row["prefix_ok" + suffix] = reasoning.first_error(p, text, complete=False, labels=labels) is None
+                row["error" + suffix] = reasoning.first_error(p, new_text, complete=not cut, labels=labels) is not None
+            chunks.append(row)
+            if finished_reason(st, chunking):
                 break
-        samples.append({"q": k, "turns": turns, "correct": extract_boxed(text) == p.answer, "capped": turns >= a.max_turns})
+        samples.append({"q": k, "turns": st.turn, "correct": extract_boxed(st.text) == p.answer,
+                        "capped": st.turn >= chunking.max_turns})
 
     await asyncio.gather(*(one(k, p) for k, p in enumerate(problems)))
     return chunks, samples
 
 
+def error_kind(p, text: str) -> str:
+    """The kind of ``text``'s first error (``reasoning.ERROR_KINDS``' names, and "count"
+    for a wrong count-down or start value of a round): what the repair depends on."""
+    off = reasoning.first_error(p, text, complete=False)
+    para = text[off:].split(reasoning.PARAGRAPH)[0] if off is not None else ""
+    eqs, m = reasoning._EQ.findall(para), reasoning._ROUND.search(para)
+    if m and eqs:
+        a, op, b, c = eqs[0]
+        if f"{op} {b}" != p.rule.branch(int(a))[2]:
+            return "branch"
+        return "value" if int(c) != reasoning._eq_value(int(a), op, int(b)) else "count"
+    return "closing" if reasoning._BOXED.search(para) or not eqs else "value"
+
+
 async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> dict:
-    """Append mode: after the first wrong draft chunk, the target writes the rest."""
+    """Append mode: after the first wrong draft chunk, the target writes the rest. The
+    share that ends right, overall and by the kind of the first error."""
     firsts = [c for c in chunks if c["prefix_ok" + suffix] and c["error" + suffix]]
 
     async def one(c):
@@ -155,7 +166,12 @@ async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> dict:
         return extract_boxed(c["text"] + g.text) == p.answer
 
     res = await asyncio.gather(*(one(c) for c in firsts))
-    return share(sum(res), len(res))
+    out = share(sum(res), len(res))
+    if not suffix:
+        kinds = [error_kind(problems[c["q"]], c["text"]) for c in firsts]
+        out["by_kind"] = {k: share(sum(r for r, x in zip(res, kinds) if x == k), kinds.count(k))
+                          for k in sorted(set(kinds))}
+    return out
 
 
 async def decode_ms(url: str, ids: list[int], concurrency: int, n_tokens: int = 128, rounds: int = 2) -> float:

@@ -12,12 +12,12 @@ block (`<think>\\n`), as R1's and QwQ's do.
 
 - The draft (2 layers) trains on clean solutions and stops once its greedy accuracy on
   held-out problems reaches `--draft-stop-at-accuracy`: it is weak on purpose.
-- The target (8 layers) also trains on solutions with one draft-like error (a wrong
-  value, the other branch of the rule, a closing paragraph too early or with a wrong
-  value: `reasoning.ERROR_KINDS`), carried on for 0-4 rounds with the usual asides and
-  sometimes through the closing answer, then fixed ("Wait, ..."); the wrong paragraphs
-  carry no loss, so it learns to repair a wrong chunk it continues after (append mode),
-  not to err.
+- The target (8 layers) also trains on solutions with one error carried on unnoticed,
+  then fixed ("Wait, ..."); the wrong paragraphs carry no loss, so it learns to repair a
+  wrong chunk it continues after (append mode), not to err. `--target-errors slips` (the
+  shipped target): a wrong result carried on for 0-2 rounds; `draft`: the draft's own
+  error kinds (`reasoning.ERROR_KINDS`) carried on for 0-4 rounds with the usual asides,
+  sometimes through the closing answer (tried; not shipped: docs/testbed_chain.md).
 - Per-token decode cost on SGLang's CPU path is ~1.25 ms + 0.45 ms per layer at batch 1
   (models/README.md), so 2 vs 8 layers gives a target/draft cost ratio of about 2.3,
   the real pair's ~2.2 (../shared/reference/REAL_WORKLOAD.md).
@@ -246,7 +246,8 @@ def train_role(role: str, args, eval_problems) -> dict:
     init = getattr(args, f"{role}_init_from")
     tok_from = init or getattr(args, f"{role}_tokenizer_from")  # keep a committed vocabulary
     tok = AutoTokenizer.from_pretrained(tok_from) if tok_from else build_tokenizer(arch["vocab"], corpus)
-    examples = [encode_example(tok, p.problem, reasoning.solve(p, rng, with_error=rng.random() < error_share))
+    examples = [encode_example(tok, p.problem, reasoning.solve(p, rng, with_error=rng.random() < error_share,
+                                                              errors=args.target_errors))
                 for p in problems]
     torch.manual_seed(args.seed)
     # continue a saved checkpoint (its tokenizer and architecture win), or start fresh
@@ -303,7 +304,8 @@ def train_role(role: str, args, eval_problems) -> dict:
             "transformers_greedy_accuracy_test": acc, "eval_problems": len(eval_problems),
             "init_from": init, "tokenizer_from": tok_from, "previous_training": _previous(init),
             "schedule": "linear warm-up over 5% of the steps, then cosine to 0.1x over the steps or the time cap, whichever ends first",
-            "error_kinds": reasoning.ERROR_KINDS if error_share else None,
+            "target_errors": args.target_errors if error_share else None,
+            "error_kinds": reasoning.ERROR_KINDS if error_share and args.target_errors == "draft" else None,
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
     write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card)
     print(f"[{role}] done in {wall:.0f}s, greedy test accuracy {acc:.3f}", flush=True)
@@ -327,6 +329,8 @@ def main() -> None:
     ap.add_argument("--target-max-minutes", type=float, default=55)
     ap.add_argument("--target-error-share", type=float, default=0.35,
                     help="share of target training solutions with one injected, corrected error")
+    ap.add_argument("--target-errors", choices=reasoning.ERROR_MODELS, default="slips",
+                    help="the error lessons: slips (the shipped target's) or draft (the draft's own kinds; tried)")
     ap.add_argument("--draft-stop-at-accuracy", type=float, default=0.75)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--log-every", type=int, default=50)

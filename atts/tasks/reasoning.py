@@ -25,6 +25,11 @@ computed wrongly the way the draft errs (off by one or two, by ten, a digit slip
 error carried on for 0-2 rounds, then a paragraph says "Wait, ..." and redoes the round.
 The wrong paragraphs carry no loss (`Solution.loss_spans`), so the target learns to
 repair, not to err: in append mode it continues after a wrong draft chunk and fixes it.
+``errors="draft"`` gives lessons shaped on the draft's measured first errors instead (a
+wrong value, the other branch of the rule, a closing paragraph too early or wrong;
+carried 0-4 rounds with the usual asides, sometimes through the closing answer). A
+target trained on them repaired more (36% against 23%) but "corrected" right text in a
+quarter of its own solutions (pass@1 0.79), so it was not shipped (docs/testbed_chain.md).
 
 Splits are disjoint by construction (a hash bucket of the problem text), seeded.
 """
@@ -279,22 +284,70 @@ def _other_branch(p: ChainProblem, v: int) -> tuple[int, int] | None:
 ERROR_KINDS = {"value": 0.55, "branch": 0.3, "closing": 0.15}
 CARRY = (0, 0, 1, 1, 2, 2, 3, 4)
 THROUGH_ANSWER = 0.5
+ERROR_MODELS = ("slips", "draft")
 
 
-def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False) -> Solution:
+def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False, errors: str = "slips") -> Solution:
     """One paraphrased reasoning trace for ``p`` (seeded by ``rng``). With ``with_error``,
-    one draft-like error (``ERROR_KINDS``) is carried on unnoticed for 0-4 rounds with
-    the usual asides (possibly through the closing answer), then fixed ("Wait, ...") and
-    redone; the wrong paragraphs are excluded from ``loss_spans`` (their paragraph
-    breaks keep it: after a wrong boxed answer, going on instead of stopping is what
-    the target must learn)."""
+    one error carried on unnoticed, then fixed ("Wait, ...") and redone; the wrong
+    paragraphs are excluded from ``loss_spans``. ``errors`` (`ERROR_MODELS`): "slips",
+    the shipped target's lessons (a wrong result carried on for 0-2 rounds, fixed right
+    after); "draft", the draft's own error kinds (`_solve_with_draft_error`; tried, not
+    shipped: docs/testbed_chain.md)."""
+    if errors not in ERROR_MODELS:
+        raise ValueError(f"errors must be one of {sorted(ERROR_MODELS)}, got {errors!r}")
+    if with_error and errors == "draft":
+        return _solve_with_draft_error(p, rng)
     paras: list[tuple[str, bool]] = [(rng.choice(INTRO), True), (rng.choice(START).format(v=p.start), True)]
-    kind = err_at = None
-    if with_error:
-        kind = rng.choices(list(ERROR_KINDS), weights=list(ERROR_KINDS.values()))[0]
-        err_at = rng.randrange(1, p.rounds + 1) if kind == "closing" else rng.randrange(p.rounds)
-        if kind == "branch" and _other_branch(p, _value_after(p, err_at)) is None:
-            kind = "value"
+    err_at = rng.randrange(p.rounds) if with_error else None
+    carry = min(rng.choice((0, 0, 0, 1, 1, 2)), p.rounds - 1 - err_at) if with_error else 0
+    v = p.start
+    for r in range(p.rounds):
+        right = p.rule.apply(v)
+        if r == err_at:
+            bad = slip(rng, right)
+            paras.append((_step(rng, p, r, v, bad), False))
+            w = bad
+            for j in range(r + 1, r + 1 + carry):  # the error carried on, unnoticed
+                w2 = p.rule.apply(w)
+                paras.append((_step(rng, p, j, w, w2), False))
+                w = w2
+            paras.append((rng.choice(FIX).format(r=r + 1, eq=equation(p.rule, v, right), bad=bad), True))
+            paras.append((rng.choice(REDO).format(r=r + 1, v=right), True))
+        else:
+            paras.append((_step(rng, p, r, v, right), True))
+            if rng.random() < 0.3:
+                paras.append((rng.choice(REFLECT["up" if right >= v else "down"]), True))
+            x = rng.random()
+            if x < 0.3:
+                paras.append((rng.choice(CHECK).format(eq=equation(p.rule, v, right)), True))
+            elif x < 0.55:
+                paras.append((rng.choice(PROGRESS).format(v=right), True))
+        v = right
+    paras.append((rng.choice(DONE).format(v=v, n=p.rounds), True))
+    paras.append((rng.choice(ANSWER).format(v=v), True))
+    text, spans, pos = "", [], 0
+    for k, (para, loss) in enumerate(paras):
+        piece = para + (PARAGRAPH if k < len(paras) - 1 else "")
+        if loss:
+            spans.append((pos, pos + len(piece)))
+        text += piece
+        pos += len(piece)
+    return Solution(text, spans)
+
+
+
+def _solve_with_draft_error(p: ChainProblem, rng: random.Random) -> Solution:
+    """``solve(errors="draft")``: one draft-like error (``ERROR_KINDS``) carried on
+    unnoticed for 0-4 rounds with the usual asides (possibly through the closing answer),
+    then fixed ("Wait, ...") and redone; the wrong paragraphs are excluded from
+    ``loss_spans`` (their paragraph breaks keep it: after a wrong boxed answer, going on
+    instead of stopping is what the target must learn)."""
+    paras: list[tuple[str, bool]] = [(rng.choice(INTRO), True), (rng.choice(START).format(v=p.start), True)]
+    kind = rng.choices(list(ERROR_KINDS), weights=list(ERROR_KINDS.values()))[0]
+    err_at = rng.randrange(1, p.rounds + 1) if kind == "closing" else rng.randrange(p.rounds)
+    if kind == "branch" and _other_branch(p, _value_after(p, err_at)) is None:
+        kind = "value"
     v, r = p.start, 0
     while r <= p.rounds:
         if kind == "closing" and r == err_at:  # a closing paragraph after r of n rounds

@@ -81,8 +81,8 @@ def test_the_error_judge_reads_count_down_and_values_not_round_numbers():
     assert reasoning.first_error(p, edited(f"= {result}", f"= {int(result) + 1}")) == off
 
 
-def test_the_targets_error_examples_are_draft_like_and_repaired():
-    """`reasoning.solve(with_error=True)`, the target's repair lessons: every kind of the
+def test_the_draft_like_error_lessons_are_draft_like_and_repaired():
+    """`reasoning.solve(with_error=True, errors="draft")`, the tried repair lessons: every kind of the
     draft's errors (`ERROR_KINDS`) appears, carried on for 0 to 4 rounds and sometimes
     through the closing answer; the first paragraph without loss is the judge's first
     error; with the wrong paragraphs removed the text is right; the answer is right; and
@@ -95,7 +95,7 @@ def test_the_targets_error_examples_are_draft_like_and_repaired():
 
     rng, kinds, through, carries = random.Random(0), set(), 0, set()
     for p in reasoning.generate("train", 600):
-        s = reasoning.solve(p, rng, with_error=True)
+        s = reasoning.solve(p, rng, with_error=True, errors="draft")
         assert extract_boxed(s.text) == p.answer
         covered = bytearray(len(s.text))
         for a, b in s.loss_spans:
