@@ -10,14 +10,16 @@ string, `--max-turns` cap) and sampling temperature:
 - the draft's chunked rollouts: chunk length in tokens and turns per sample (median,
   mean, share at the cap);
 - for every draft chunk whose prefix is still right: does it add an error
-  (`atts.tasks.reasoning.first_error`), and the target's PPL of it (scored exactly as ATTS
-  does: draft text re-encoded with the target's tokenizer). AUROC of that PPL for
-  chunks with an error against chunks without; also with a wrong round number counted
-  as an error (``labels=True``: it changes no result);
+  (`atts.tasks.reasoning.first_error`), and the target's PPL of it, scored through the
+  runner's own `SampleContext` (draft text re-encoded with the target's tokenizer).
+  AUROC of that PPL for chunks with an error against chunks without; also with a wrong
+  round number counted as an error (``labels=True``: it changes no result);
 - the largest share of calibration-split first-chunk PPLs that any single value holds,
   at the gate's resolution (exact float, and rounded to 1e-4);
 - append mode: after the first wrong draft chunk, the target continues to the end; the
-  share of continuations that end with the right answer (both readings of "wrong");
+  share of continuations that end with the right answer (both readings of "wrong"), and
+  by the kind of the first error (a wrong value, the other branch, a closing paragraph,
+  a count-down: `error_kind`);
 - per-token decode cost of each model at batch 1 and 16 streams, and the ratio.
 """
 

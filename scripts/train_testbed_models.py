@@ -14,10 +14,10 @@ block (`<think>\\n`), as R1's and QwQ's do.
   held-out problems reaches `--draft-stop-at-accuracy`: it is weak on purpose.
 - The target (8 layers) also trains on solutions with one error carried on unnoticed,
   then fixed ("Wait, ..."); the wrong paragraphs carry no loss, so it learns to repair a
-  wrong chunk it continues after (append mode), not to err. `--target-errors slips` (the
-  shipped target): a wrong result carried on for 0-2 rounds; `draft`: the draft's own
-  error kinds (`reasoning.ERROR_KINDS`) carried on for 0-4 rounds with the usual asides,
-  sometimes through the closing answer (tried; not shipped: docs/testbed_chain.md).
+  wrong chunk it continues after (append mode), not to err. `--target-errors draft` (the
+  shipped target): the draft's own error kinds (`reasoning.ERROR_KINDS`) carried on for
+  0-4 rounds with the usual asides, sometimes through the closing answer; `slips` (the
+  first target): a wrong result carried on for 0-2 rounds (docs/testbed_chain.md).
 - Per-token decode cost on SGLang's CPU path is ~1.25 ms + 0.45 ms per layer at batch 1
   (models/README.md), so 2 vs 8 layers gives a target/draft cost ratio of about 2.3,
   the real pair's ~2.2 (../shared/reference/REAL_WORKLOAD.md).
@@ -329,8 +329,8 @@ def main() -> None:
     ap.add_argument("--target-max-minutes", type=float, default=55)
     ap.add_argument("--target-error-share", type=float, default=0.35,
                     help="share of target training solutions with one injected, corrected error")
-    ap.add_argument("--target-errors", choices=reasoning.ERROR_MODELS, default="slips",
-                    help="the error lessons: slips (the shipped target's) or draft (the draft's own kinds; tried)")
+    ap.add_argument("--target-errors", choices=reasoning.ERROR_MODELS, default="draft",
+                    help="the error lessons: draft (the draft's own kinds: the shipped target's) or slips (the first target's)")
     ap.add_argument("--draft-stop-at-accuracy", type=float, default=0.75)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--log-every", type=int, default=50)

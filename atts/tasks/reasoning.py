@@ -25,11 +25,12 @@ computed wrongly the way the draft errs (off by one or two, by ten, a digit slip
 error carried on for 0-2 rounds, then a paragraph says "Wait, ..." and redoes the round.
 The wrong paragraphs carry no loss (`Solution.loss_spans`), so the target learns to
 repair, not to err: in append mode it continues after a wrong draft chunk and fixes it.
-``errors="draft"`` gives lessons shaped on the draft's measured first errors instead (a
-wrong value, the other branch of the rule, a closing paragraph too early or wrong;
-carried 0-4 rounds with the usual asides, sometimes through the closing answer). A
-target trained on them repaired more (36% against 23%) but "corrected" right text in a
-quarter of its own solutions (pass@1 0.79), so it was not shipped (docs/testbed_chain.md).
+That was the first target's lesson (``errors="slips"``). The shipped target learnt from
+``errors="draft"``, lessons shaped on the draft's measured first errors (a wrong value,
+the other branch of the rule, a closing paragraph too early or wrong; carried 0-4 rounds
+with the usual asides, sometimes through the closing answer), 50% of its examples at
+first, then 15%: with 50% it repaired more but also "corrected" right text in a quarter
+of its own solutions (docs/testbed_chain.md).
 
 Splits are disjoint by construction (a hash bucket of the problem text), seeded.
 """
@@ -245,8 +246,7 @@ def equation(rule: Rule, v: int, result: int) -> str:
 def _step(rng: random.Random, p: ChainProblem, r: int, v: int, result: int, branch_of: int | None = None) -> str:
     """Round ``r``'s paragraph from ``v`` to ``result``, in the words of the branch taken
     for ``branch_of`` (``v``; another value for a wrong-branch slip)."""
-    cond, act, _ = p.rule.branch(v if branch_of is None else branch_of)
-    op = p.rule.branch(v if branch_of is None else branch_of)[2]
+    cond, act, op = p.rule.branch(v if branch_of is None else branch_of)
     return rng.choice(STEP).format(r=r + 1, left=p.rounds - r - 1, v=v, cond=cond, act=act,
                                    eq=f"{v} {op} = {result}")
 
@@ -291,9 +291,9 @@ def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False, erro
     """One paraphrased reasoning trace for ``p`` (seeded by ``rng``). With ``with_error``,
     one error carried on unnoticed, then fixed ("Wait, ...") and redone; the wrong
     paragraphs are excluded from ``loss_spans``. ``errors`` (`ERROR_MODELS`): "slips",
-    the shipped target's lessons (a wrong result carried on for 0-2 rounds, fixed right
-    after); "draft", the draft's own error kinds (`_solve_with_draft_error`; tried, not
-    shipped: docs/testbed_chain.md)."""
+    the first target's lessons (a wrong result carried on for 0-2 rounds, fixed right
+    after); "draft", the draft's own error kinds (`_solve_with_draft_error`), which the
+    shipped target learnt from (docs/testbed_chain.md)."""
     if errors not in ERROR_MODELS:
         raise ValueError(f"errors must be one of {sorted(ERROR_MODELS)}, got {errors!r}")
     if with_error and errors == "draft":
@@ -336,7 +336,6 @@ def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False, erro
     return Solution(text, spans)
 
 
-
 def _solve_with_draft_error(p: ChainProblem, rng: random.Random) -> Solution:
     """``solve(errors="draft")``: one draft-like error (``ERROR_KINDS``) carried on
     unnoticed for 0-4 rounds with the usual asides (possibly through the closing answer),
@@ -353,7 +352,7 @@ def _solve_with_draft_error(p: ChainProblem, rng: random.Random) -> Solution:
         if kind == "closing" and r == err_at:  # a closing paragraph after r of n rounds
             bad = v if r < p.rounds else slip(rng, v)
             paras += _closing(rng, p, bad, through=rng.random() < 0.6)
-            fix = FIX_EARLY[rng.randrange(len(FIX_EARLY))].format(k=r, n=p.rounds) if r < p.rounds else \
+            fix = rng.choice(FIX_EARLY).format(k=r, n=p.rounds) if r < p.rounds else \
                 rng.choice(FIX_FINAL).format(n=p.rounds, v=v, bad=bad)
             paras += [(fix, True), (rng.choice(REDO).format(r=r, v=v), True)]
             kind = None
