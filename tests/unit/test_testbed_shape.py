@@ -82,9 +82,9 @@ def test_the_error_judge_reads_count_down_and_values_not_round_numbers():
 
 
 def test_the_draft_like_error_lessons_are_draft_like_and_repaired():
-    """`reasoning.solve(with_error=True, errors="draft")`, the tried repair lessons: every kind of the
-    draft's errors (`ERROR_KINDS`) appears, carried on for 0 to 4 rounds and sometimes
-    through the closing answer; the first paragraph without loss is the judge's first
+    """`reasoning.solve(with_error=True, errors="draft")`, the shipped target's repair
+    lessons: every kind of the draft's errors (`ERROR_KINDS`) appears, carried on for 0
+    to 4 rounds and sometimes through the closing answer; the first paragraph without loss is the judge's first
     error; with the wrong paragraphs removed the text is right; the answer is right; and
     the paragraph break after a wrong boxed answer carries loss (going on instead of
     stopping is what the target must learn)."""
