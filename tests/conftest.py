@@ -1,7 +1,8 @@
-"""Shared fixtures, delegating to atts.testing. `testbed` (the arith testbed, tiny models,
-for the runtime's mechanics) and `chain_testbed` (configs/testbed.yaml's reasoning-shaped
-pair, for the method) each start real SGLang servers (CPU) once per test session on free 127.0.0.1 ports and kills their process
-trees at the end. Everything under tests/server/ is marked ``server`` by its folder."""
+"""Shared fixtures, delegating to atts.testing. `testbed` (configs/testbed.yaml's
+reasoning-shaped pair, models/chain-*) starts real SGLang servers (CPU) once per test
+session on free 127.0.0.1 ports and kills their process trees at the end; every server
+test, of the method and of the runtime's mechanics, runs on it. Everything under
+tests/server/ is marked ``server`` by its folder."""
 
 from __future__ import annotations
 
@@ -29,15 +30,6 @@ def testbed(tmp_path_factory):
     if missing:
         pytest.fail(f"missing committed checkpoint {missing[0]}")
     with launch_testbed(tmp_path_factory.mktemp("server-logs")) as tb:
-        yield tb
-
-
-@pytest.fixture(scope="session")
-def chain_testbed(tmp_path_factory):
-    missing = missing_checkpoints("chain")
-    if missing:
-        pytest.fail(f"missing committed checkpoint {missing[0]}")
-    with launch_testbed(tmp_path_factory.mktemp("chain-server-logs"), kind="chain") as tb:
         yield tb
 
 

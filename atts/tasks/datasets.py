@@ -426,7 +426,7 @@ def dataset_source(ds, data_dir: str | None = None) -> dict:
             return {"kind": "local", "file": local.name, "sha256": file_sha256(local)}
         return {"kind": "hub", "path": src.path, "subset": src.subset, "split": ds.split, "revision": src.revision}
     spec = DATASETS.get(ds.name)
-    if spec is None or spec.kind == "arith":
+    if spec is None or spec.kind in SYNTHETIC:
         return {"kind": "generated", "name": ds.name, "seed": ds.seed}
     local = Path(ds.data_dir or data_dir or default_data_dir()) / (spec.local_file or "")
     if ds.source in ("auto", "local") and spec.local_file and local.is_file():

@@ -283,7 +283,8 @@ def _other_branch(p: ChainProblem, v: int) -> tuple[int, int] | None:
 # through the closing answer
 ERROR_KINDS = {"value": 0.55, "branch": 0.3, "closing": 0.15}
 CARRY = (0, 0, 1, 1, 2, 2, 3, 4)
-THROUGH_ANSWER = 0.5
+THROUGH_ANSWER = 0.5      # an error carried past the last round: the closing paragraph too
+CLOSING_WITH_ANSWER = 0.6  # a wrong closing paragraph: the boxed answer after it too
 ERROR_MODELS = ("slips", "draft")
 
 
@@ -326,13 +327,23 @@ def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False, erro
         v = right
     paras.append((rng.choice(DONE).format(v=v, n=p.rounds), True))
     paras.append((rng.choice(ANSWER).format(v=v), True))
+    return _assemble(paras, wrong_breaks_loss=False)
+
+
+def _assemble(paras: list[tuple[str, bool]], *, wrong_breaks_loss: bool) -> Solution:
+    """The paragraphs joined by `PARAGRAPH`, each with its break in ``loss_spans`` when it
+    carries loss. ``wrong_breaks_loss``: a wrong paragraph's break carries loss too (after
+    a wrong boxed answer, going on instead of stopping is what the target must learn)."""
     text, spans, pos = "", [], 0
     for k, (para, loss) in enumerate(paras):
-        piece = para + (PARAGRAPH if k < len(paras) - 1 else "")
+        sep = PARAGRAPH if k < len(paras) - 1 else ""
+        end = pos + len(para) + len(sep)
         if loss:
-            spans.append((pos, pos + len(piece)))
-        text += piece
-        pos += len(piece)
+            spans.append((pos, end))
+        elif wrong_breaks_loss and sep:
+            spans.append((pos + len(para), end))
+        text += para + sep
+        pos = end
     return Solution(text, spans)
 
 
@@ -351,7 +362,7 @@ def _solve_with_draft_error(p: ChainProblem, rng: random.Random) -> Solution:
     while r <= p.rounds:
         if kind == "closing" and r == err_at:  # a closing paragraph after r of n rounds
             bad = v if r < p.rounds else slip(rng, v)
-            paras += _closing(rng, p, bad, through=rng.random() < 0.6)
+            paras += _closing(rng, p, bad, through=rng.random() < CLOSING_WITH_ANSWER)
             fix = rng.choice(FIX_EARLY).format(k=r, n=p.rounds) if r < p.rounds else \
                 rng.choice(FIX_FINAL).format(n=p.rounds, v=v, bad=bad)
             paras += [(fix, True), (rng.choice(REDO).format(r=r, v=v), True)]
@@ -368,13 +379,7 @@ def _solve_with_draft_error(p: ChainProblem, rng: random.Random) -> Solution:
         v, r = right, r + 1
     paras.append((rng.choice(DONE).format(v=v, n=p.rounds), True))
     paras.append((rng.choice(ANSWER).format(v=v), True))
-    text, spans, pos = "", [], 0
-    for k, (para, loss) in enumerate(paras):
-        sep = PARAGRAPH if k < len(paras) - 1 else ""
-        spans.append((pos if loss else pos + len(para), pos + len(para) + len(sep)))
-        text += para + sep
-        pos += len(para) + len(sep)
-    return Solution(text, [s for s in spans if s[1] > s[0]])
+    return _assemble(paras, wrong_breaks_loss=True)
 
 
 def _closing(rng: random.Random, p: ChainProblem, v: int, *, through: bool) -> list[tuple[str, bool]]:
@@ -406,7 +411,7 @@ def _carried_error(rng: random.Random, p: ChainProblem, kind: str, r: int, v: in
         out += [(a, False) for a in _asides(rng, equation(p.rule, w, w2), w, w2)]
         w = w2
     if last == p.rounds - 1 and rng.random() < THROUGH_ANSWER:
-        out += _closing(rng, p, w, through=rng.random() < 0.6)
+        out += _closing(rng, p, w, through=rng.random() < CLOSING_WITH_ANSWER)
     return out + [(fix, True), (rng.choice(REDO).format(r=r + 1, v=right), True)]
 
 
@@ -498,3 +503,21 @@ def first_error(p: ChainProblem, text: str, *, complete: bool = True, labels: bo
         if nums and nums[-1] != v:  # a progress paragraph
             return off
     return None
+
+
+def first_error_kind(p: ChainProblem, text: str) -> str | None:
+    """The kind of ``text``'s first error (`first_error`, the last paragraph taken as cut
+    off), or None: `ERROR_KINDS`' names ("value", "branch", "closing"), or "count" for a
+    round paragraph with the right branch and value but a wrong count-down or start value.
+    What a repair depends on (docs/testbed_chain.md)."""
+    off = first_error(p, text, complete=False)
+    if off is None:
+        return None
+    para = text[off:].split(PARAGRAPH)[0]
+    eqs, m = _EQ.findall(para), _ROUND.search(para)
+    if m and eqs:
+        a, op, b, c = eqs[0]
+        if f"{op} {b}" != p.rule.branch(int(a))[2]:
+            return "branch"
+        return "value" if int(c) != _eq_value(int(a), op, int(b)) else "count"
+    return "closing" if _BOXED.search(para) or not eqs else "value"

@@ -2,10 +2,12 @@
 CPU on free 127.0.0.1 ports (``launch_testbed``), and a ``Testbed`` handle that points
 the testbed's config at them. Two testbeds (``KINDS``):
 
-- ``chain``: configs/testbed.yaml, models/chain-* (the reasoning-shaped task, two
-  vocabularies, append mode): the method's tests (the ``chain_testbed`` fixture);
-- ``arith``: configs/testbed_arith.yaml, models/tiny-* (one 15-token step a chunk, ~5x
-  faster): the runtime's mechanics (stops, faults, routing, resume; the ``testbed`` fixture).
+- ``chain`` (the default): configs/testbed.yaml, models/chain-* (the reasoning-shaped
+  task, two vocabularies, append mode): every server test, of the method and of the
+  runtime's mechanics (stops, faults, routing, resume; the ``testbed`` fixture);
+- ``arith``: configs/testbed_arith.yaml, models/tiny-* (one 15-token step a chunk, one
+  shared tokenizer): the first testbed, kept for the figures recorded on it
+  (docs/testbed_results.md) and no longer tested.
 
 Used by tests/conftest.py and available to scripts. Also the fake secrets a run must never
 write."""
@@ -23,7 +25,7 @@ from atts.serving.sglang import ServerGroup, ServerSpec, _pid_alive
 ROOT = REPO_ROOT
 MODELS = ROOT / "models"
 SHARED = Path(os.environ.get("ATTS_SHARED_DIR") or ROOT.parent / "shared")  # a worktree elsewhere can point at it
-ROLE_MODELS = {"draft": "tiny-draft", "target": "tiny-target"}
+ROLE_MODELS = {"draft": "chain-draft", "target": "chain-target"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +39,8 @@ class Kind:
 
 
 KINDS = {
-    "arith": Kind(ROLE_MODELS, "testbed_arith.yaml", 512),
-    "chain": Kind({"draft": "chain-draft", "target": "chain-target"}, "testbed.yaml", 4096, 65536),
+    "chain": Kind(ROLE_MODELS, "testbed.yaml", 4096, 65536),
+    "arith": Kind({"draft": "tiny-draft", "target": "tiny-target"}, "testbed_arith.yaml", 512),
 }
 
 FAKE_SECRETS = {"OPENAI_API_KEY": "sk-atts-FAKE-0d5e7c1b9a4f4e2b8c6d", "HF_TOKEN": "hf_" + "attsFAKEtoken9Q2w7E4r",  # split: no key-like literal in the tree
@@ -50,7 +52,7 @@ class Testbed:
     urls: dict
     servers: list
     log_dir: Path
-    kind: str = "arith"
+    kind: str = "chain"
 
     def config(self, tmp_path: Path, sets: list[str] | None = None, **overrides):
         """The testbed's config (``KINDS[kind].config``) pointed at the running servers,
@@ -63,12 +65,12 @@ class Testbed:
                               **overrides)
 
 
-def missing_checkpoints(kind: str = "arith") -> list[Path]:
+def missing_checkpoints(kind: str = "chain") -> list[Path]:
     return [MODELS / m for m in KINDS[kind].models.values() if not (MODELS / m / "model.safetensors").is_file()]
 
 
 @contextlib.contextmanager
-def launch_testbed(log_dir: Path, timeout: float = 300, kind: str = "arith"):
+def launch_testbed(log_dir: Path, timeout: float = 300, kind: str = "chain"):
     """Starts the testbed's two servers (1 CPU thread each) for the block; on exit stops
     their process trees and raises if any process is left."""
     k = KINDS[kind]

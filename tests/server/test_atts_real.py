@@ -1,7 +1,11 @@
-"""ATTS on the testbed, against real SGLang: calibrate, evaluate, compare, resume.
+"""ATTS on the testbed (configs/testbed.yaml), against real SGLang: calibrate, evaluate,
+compare, resume.
 
 One module-scoped calibration and three evaluations on the same questions and samples
-(draft_only, target_only, atts) back several assertions, to keep CI time down."""
+(draft_only, target_only, atts) back several assertions, to keep CI time down. They run
+the testbed's replace-mode variant (configs/testbed_replace.yaml's policy): on this pair
+it is the mode that keeps accuracy (docs/comparison.md); test_chain_real.py tests the
+paper's append mode."""
 
 import json
 import math
@@ -19,9 +23,10 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.server
 
-N_CAL_QUESTIONS = 150     # x K=2 calibration samples
-N_EVAL_QUESTIONS = 60     # x K=2 evaluated samples
-ALPHA = 0.7
+N_CAL_QUESTIONS = 60      # x K=2 calibration samples
+N_EVAL_QUESTIONS = 32     # x K=2 evaluated samples
+ALPHA = 0.5
+REPLACE = ["policy.mode=replace", "policy.max_resample=1"]
 
 
 _run = run_with_roles
@@ -30,7 +35,8 @@ _run = run_with_roles
 @pytest.fixture(scope="module")
 def runs(testbed, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("atts")
-    sets = ["samples_per_question=2", f"calibration.limit={N_CAL_QUESTIONS}", f"policy.alpha={ALPHA}"]
+    sets = ["samples_per_question=2", f"calibration.limit={N_CAL_QUESTIONS}", "calibration.samples_per_question=2",
+            f"policy.alpha={ALPHA}", *REPLACE]
     cfg = testbed.config(tmp, sets=sets, limit=N_EVAL_QUESTIONS)
     cal = _run(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
     cal.save(cfg.calibration_path)
@@ -48,7 +54,7 @@ def test_calibration_file_is_per_turn_and_sequential(runs):
     n0 = len(cal.scores["turn:0"])
     assert n0 == 2 * N_CAL_QUESTIONS
     assert len(cal.scores) >= 3  # several turns calibrated
-    assert cal.meta["draft_model"].endswith("tiny-draft") and cal.meta["split"] == "calibration"
+    assert cal.meta["draft_model"].endswith("chain-draft") and cal.meta["split"] == "calibration"
 
 
 def test_atts_beats_draft_and_approaches_target(runs):
@@ -57,8 +63,10 @@ def test_atts_beats_draft_and_approaches_target(runs):
         assert s["n_samples_completed"] == 2 * N_EVAL_QUESTIONS and s["n_failed"] == 0
     print(f"pass@1 draft {d['pass@1']:.3f} target {t['pass@1']:.3f} atts {a['pass@1']:.3f} "
           f"target chunk share {a['target_chunk_share']:.3f}")
-    assert a["pass@1"] >= d["pass@1"] + 0.2
-    assert a["pass@1"] >= t["pass@1"] - 0.12
+    # expected on this pair (docs/comparison.md): draft ~0.64, target ~0.98, ATTS (replace) ~0.9;
+    # the margins are about 2.5 standard errors at 64 samples a row
+    assert a["pass@1"] >= d["pass@1"] + 0.08
+    assert a["pass@1"] >= t["pass@1"] - 0.2
     assert 0 < a["target_chunk_share"] < 1
 
 
@@ -75,7 +83,7 @@ def test_per_turn_takeover_rate_holds_at_every_turn(runs):
             half = 1.96 * math.sqrt(ALPHA * (1 - ALPHA) * (1 / t["n"] + 1 / n_cal))
             assert abs(t["rate"] - ALPHA) <= half, (t, n_cal, half)
             checked += 1
-    assert checked >= 3
+    assert checked >= 2
     overall = a["takeover_rate"]
     assert overall["low"] <= ALPHA <= overall["high"], overall
 
@@ -102,28 +110,28 @@ def test_killed_run_resumes_without_duplicates(testbed, runs, tmp_path):
     cfg_sets = ["draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
                 f"target.urls=[{testbed.urls['target']}]", "samples_per_question=2", f"policy.alpha={ALPHA}",
                 "draft.max_concurrency=4", "target.max_concurrency=4"]
-    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--limit", "30",
+    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_replace.yaml"), "--limit", "12",
            "--output-dir", str(out), "--calibration", str(runs["calibration_path"]), "--no-progress"]
     for s in cfg_sets:
         cmd += ["--set", s]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
-    while time.time() < deadline and len(list((out / "samples").glob("*.json"))) < 20:
+    while time.time() < deadline and len(list((out / "samples").glob("*.json"))) < 6:
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {p.name: json.loads(p.read_text()) for p in (out / "samples").glob("*.json")}  # all valid JSON
-    assert 20 <= len(before) < 60
+    assert 6 <= len(before) < 24
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     after = {p.name: json.loads(p.read_text()) for p in (out / "samples").glob("*.json")}
-    assert len(after) == 60 == summary["n_samples_completed"]
-    assert summary["samples_skipped_as_done"] == len(before) and summary["samples_this_invocation"] == 60 - len(before)
+    assert len(after) == 24 == summary["n_samples_completed"]
+    assert summary["samples_skipped_as_done"] == len(before) and summary["samples_this_invocation"] == 24 - len(before)
     for name, rec in before.items():  # untouched by the rerun
         assert after[name]["started"] == rec["started"]
-    assert len({(r["question_index"], r["repeat"]) for r in after.values()}) == 60
+    assert len({(r["question_index"], r["repeat"]) for r in after.values()}) == 24
 
 
 @pytest.mark.parametrize("grouping,mode", [("marginal", "append"), ("per_question", "replace")])
@@ -133,18 +141,18 @@ def test_marginal_and_per_question_groupings(testbed, tmp_path, grouping, mode):
     (`calibration.split: null`). Append mode keeps every draft chunk and, on takeover,
     the target's continuation follows it."""
     sets = ["samples_per_question=4", f"policy.grouping={grouping}", f"policy.mode={mode}", "policy.alpha=0.4",
-            "calibration.limit=20"]
+            "calibration.limit=10", "calibration.samples_per_question=4", "policy.max_resample=1"]
     if grouping == "per_question":
         sets.append("calibration.split=null")
-    cfg = testbed.config(tmp_path, sets=sets, limit=20)
+    cfg = testbed.config(tmp_path, sets=sets, limit=10)
     cal = _run(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
     cal.save(cfg.calibration_path)
     if grouping == "marginal":
-        assert set(cal.scores) == {"all"} and len(cal.scores["all"]) == 80
+        assert set(cal.scores) == {"all"} and len(cal.scores["all"]) == 40
     else:
-        assert len(cal.scores) == 20 and all(len(v) == 4 for v in cal.scores.values())
+        assert len(cal.scores) == 10 and all(len(v) == 4 for v in cal.scores.values())
     s = _run(cfg, lambda roles: evaluate_async(cfg, roles, progress=False))
-    assert s["n_samples_completed"] == 80 and s["n_failed"] == 0
+    assert s["n_samples_completed"] == 40 and s["n_failed"] == 0
     recs = [json.loads(p.read_text()) for p in (tmp_path / "run" / "samples").glob("*.json")]
     drafts = [st for r in recs for st in r["steps"] if st["role"] == "draft" and st.get("decision")]
     want_group = "all" if grouping == "marginal" else None
@@ -160,5 +168,5 @@ def test_marginal_and_per_question_groupings(testbed, tmp_path, grouping, mode):
                     assert steps[i + 1]["role"] == "target" and steps[i + 1]["turn"] == st["turn"]
     if mode == "replace":
         assert s["pass@1"] > 0.5
-    # append keeps a wrong arith step and the target continues after it, so it cannot
-    # repair the answer on this task (docs/testbed_results.md): no accuracy claim here
+    # append keeps a wrong draft chunk and the target repairs about a third of them on this
+    # pair (docs/testbed_chain.md): no accuracy claim here

@@ -28,7 +28,7 @@ ROWS = ["target_only", "draft_only", "atts", "atts_unpipelined", "research_sched
 @pytest.fixture(scope="module")
 def bench(testbed, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    argv = ["--config", str(ROOT / "configs" / "bench_testbed_arith.yaml"), "--output", str(out),
+    argv = ["--config", str(ROOT / "configs" / "bench_testbed.yaml"), "--output", str(out),
             "--limit", "4", "--samples-per-question", "2", "--rows", ",".join(ROWS + ["sync_ranked"]),
             "--levels", "8", "--orchestrator-max-turns", "1", "--no-progress",
             "--set", "draft.launch=false", "--set", "target.launch=false",

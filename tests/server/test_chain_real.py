@@ -20,16 +20,16 @@ N_EVAL = 16   # evaluated questions x 1 sample
 
 
 @pytest.fixture(scope="module")
-def runs(chain_testbed, tmp_path_factory):
+def runs(testbed, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chain")
     sets = ["samples_per_question=1", f"calibration.limit={N_CAL}", "calibration.min_per_turn=20"]
-    cfg = chain_testbed.config(tmp, sets=sets, limit=N_EVAL)
+    cfg = testbed.config(tmp, sets=sets, limit=N_EVAL)
     assert cfg.policy.params.mode == "append" and not cfg.chunking.stop
     cal = run_with_roles(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
     cal.save(cfg.calibration_path)
     out = {"calibration": cal}
     for policy in ("target_only", "atts"):
-        c = chain_testbed.config(tmp, sets=sets, limit=N_EVAL, policy=policy, output_dir=str(tmp / policy))
+        c = testbed.config(tmp, sets=sets, limit=N_EVAL, policy=policy, output_dir=str(tmp / policy))
         out[policy] = run_with_roles(c, lambda roles: evaluate_async(c, roles, progress=False))
         out[policy + "_records"] = [json.loads(p.read_text()) for p in (tmp / policy / "samples").glob("*.json")]
     return out
@@ -98,7 +98,7 @@ def test_the_think_block_reaches_the_text(runs):
         assert done and all("</think>" in r["text"] for r in done)
 
 
-def test_a_word_cut_at_a_chunk_boundary_is_scored_as_the_target_reads_it(chain_testbed):
+def test_a_word_cut_at_a_chunk_boundary_is_scored_as_the_target_reads_it(testbed):
     """A reference solution in the draft's tokens, cut into chunks of 23 (mid-word), each
     scored by the real target server through the runner's context: every scoring request
     is a slice of the whole text as the target tokenizes it, and its logprobs are those of
@@ -132,7 +132,7 @@ def test_a_word_cut_at_a_chunk_boundary_is_scored_as_the_target_reads_it(chain_t
             return s
 
     async def go():
-        async with SGLangEngine("target", EngineSettings((chain_testbed.urls["target"],), 8)) as eng:
+        async with SGLangEngine("target", EngineSettings((testbed.urls["target"],), 8)) as eng:
             ref = (await eng.score(whole[:1], whole[1:])).logprobs  # ref[j - 1]: logprob of whole[j]
             rec = Recorder(eng)
             roles = {"draft": Role("draft", None, draft, 0.6), "target": Role("target", rec, target, 0.6)}

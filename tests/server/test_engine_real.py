@@ -6,7 +6,7 @@ import httpx
 import pytest
 import torch
 
-from atts.tasks import arith
+from atts.tasks import reasoning
 from atts.tasks.datasets import Question
 from atts.engines.sglang import EngineSettings, SGLangEngine
 from atts.tasks.prompts import Prompter
@@ -15,17 +15,20 @@ from conftest import MODELS
 pytestmark = pytest.mark.server
 
 
+PARA = reasoning.PARAGRAPH
+
+
 def engine(url, role="draft"):
     return SGLangEngine(role, EngineSettings((url,), max_concurrency=8, timeout_s=60))
 
 
 def prompt(p: Prompter, text: str) -> list[int]:
-    return p.prompt_ids(Question(0, "x", text, "0", "arith"))
+    return p.prompt_ids(Question(0, "x", text, "0", "chain"))
 
 
 def test_generation_max_tokens_stop_and_temperature(testbed):
-    pr = Prompter(str(MODELS / "tiny-target"))
-    ids = prompt(pr, arith.generate("test", 1)[0].problem)
+    pr = Prompter(str(MODELS / "chain-target"))
+    ids = prompt(pr, reasoning.generate("test", 1)[0].problem)
 
     async def go():
         async with engine(testbed.urls["target"], "target") as e:
@@ -46,16 +49,15 @@ def test_generation_max_tokens_stop_and_temperature(testbed):
 def test_score_matches_transformers_first_token_included(testbed):
     from transformers import AutoModelForCausalLM
 
-    path = str(MODELS / "tiny-target")
+    path = str(MODELS / "chain-target")
     pr = Prompter(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     cases = []
-    for p in arith.generate("test", 4):
-        prefix = prompt(pr, p.problem)
-        steps = p.solution.split("\n\n")
-        prefix += pr.encode(steps[0] + "\n\n")  # score the second step after the first
-        cases.append((prefix, pr.encode(steps[1] + "\n\n")))
-    cases.append((prompt(pr, "Compute 1 + 1."), pr.encode("9 * 9 = 7\n\n")))  # an unlikely chunk
+    for p in reasoning.generate("test", 4):
+        paras = reasoning.reference_solution(p).split(reasoning.PARAGRAPH)
+        prefix = prompt(pr, p.problem) + pr.encode(PARA.join(paras[:2]) + PARA)  # score the first round's paragraph
+        cases.append((prefix, pr.encode(paras[2] + PARA)))
+    cases.append((prompt(pr, "Compute 1 + 1."), pr.encode("9 * 9 = 7" + PARA)))  # an unlikely chunk
 
     async def go():
         async with engine(testbed.urls["target"], "target") as e:
@@ -73,9 +75,12 @@ def test_score_matches_transformers_first_token_included(testbed):
 
 
 def test_openai_chat_completions_answers(testbed):
+    """The OpenAI route, through the target's chat template: greedy, it works the first
+    round of a test problem right."""
+    p = reasoning.generate("test", 1)[0]
     r = httpx.post(testbed.urls["target"] + "/v1/chat/completions", timeout=60, json={
-        "model": "default", "messages": [{"role": "user", "content": "Compute 12 + 7 - 3."}],
-        "max_tokens": 60, "temperature": 0})
+        "model": "default", "messages": [{"role": "user", "content": p.problem}],
+        "max_tokens": 120, "temperature": 0})
     assert r.status_code == 200
     text = r.json()["choices"][0]["message"]["content"]
-    assert "12 + 7 = 19" in text
+    assert reasoning.equation(p.rule, p.start, p.rule.apply(p.start)) in text, text

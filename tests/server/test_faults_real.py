@@ -134,9 +134,17 @@ def test_server_outage_is_waited_for(testbed, calibration, tmp_path):
 
 
 def test_context_overflow_ends_the_sample_as_truncated(testbed, tmp_path):
-    """A long system prompt leaves room for a few chunks in the servers' 512-token context;
-    with no context_length in the config, the overflow is SGLang's own refusal."""
-    system = " ".join(["note"] * 80)
+    """A long system prompt leaves room for one chunk in the servers' 4096-token
+    context; with no context_length in the config, the overflow is SGLang's own refusal."""
+    from atts.tasks.datasets import load_from_config
+    from atts.tasks.prompts import Prompter
+    from conftest import MODELS
+
+    q = load_from_config(testbed.config(tmp_path, limit=1).dataset)[0]
+    words = 50
+    while len(Prompter(str(MODELS / "chain-draft"), system=" ".join(["note"] * words)).prompt_ids(q)) < 4096 - 200:  # room for one 128-token chunk, not two
+        words += 50
+    system = " ".join(["note"] * words)
     cfg = testbed.config(tmp_path, sets=[f"prompt.system={system}", "draft.context_length=null",
                                          "target.context_length=null", "chunking.max_turns=30",
                                          "chunking.token_budget=5000", "samples_per_question=1"],

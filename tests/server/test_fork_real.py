@@ -16,7 +16,7 @@ pytestmark = pytest.mark.server
 
 def test_atts_self_fork_on_real_servers(testbed, tmp_path):
     cfg = testbed.config(tmp_path, policy="atts_self_fork", alpha=0.5, limit=6, samples_per_question=4,
-                         sets=["policy.grouping=marginal", "calibration.limit=15"])
+                         sets=["policy.grouping=marginal", "policy.max_resample=2", "calibration.limit=15"])
     cal = run_with_roles(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
     cal.save(cfg.calibration_path)
     s = run_with_roles(cfg, lambda roles: evaluate_async(cfg, roles, progress=False))
@@ -28,7 +28,7 @@ def test_atts_self_fork_on_real_servers(testbed, tmp_path):
         assert st["fork_from"] != r["repeat"] and st["text"] == hint and hint in r["text"]
         tried = [x for x in r["steps"] if x["turn"] == st["turn"] and x["role"] == "draft" and "fork_from" not in x]
         judged = [x for x in tried if x.get("decision")]
-        # max_resample + 1 attempts in all (the testbed config sets max_resample 1), none
+        # max_resample + 1 attempts in all (3 here), none
         # kept; every judged one failed the test (an attempt that would end the sample is not judged)
         assert len(tried) == cfg.policy.params.max_resample + 1 and judged and not any(x["kept"] for x in tried)
         assert all(x["decision"] == "takeover" for x in judged)

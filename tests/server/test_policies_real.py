@@ -21,16 +21,18 @@ pytestmark = pytest.mark.server
 ALPHA = 0.5
 N_QUESTIONS, K = 6, 4
 POLICIES = ("random_takeover,sync_ranked,specreason,specreason_conformal,spec_thinking,random_switch,atts_self")
-PARAMS = ["specreason.score=average", "specreason.threshold=6.5",  # the tiny target's average scores straddle 6.5
+THRESHOLD = 6.5  # the chain target's average judge scores straddle it
+KEYWORD = "round"  # in some 10-token lookaheads of the draft and not in others
+PARAMS = ["specreason.score=average", f"specreason.threshold={THRESHOLD}",
           "specreason_conformal.grouping=marginal", "atts_self.grouping=marginal", "atts_self.max_resample=2",
-          'spec_thinking.negative=["-"]', "spec_thinking.positive=[]", "spec_thinking.lookahead_tokens=10",
+          f'spec_thinking.negative=["{KEYWORD}"]', "spec_thinking.positive=[]", "spec_thinking.lookahead_tokens=10",
           "random_switch.ratio=1.0"]
 
 
 def _args(testbed, out: Path, policies=POLICIES, params=PARAMS):
     sets = ["draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
             f"target.urls=[{testbed.urls['target']}]", "calibration.limit=15"]
-    return argparse.Namespace(config=str(ROOT / "configs/testbed_arith.yaml"), policies=policies, output=str(out),
+    return argparse.Namespace(config=str(ROOT / "configs/testbed.yaml"), policies=policies, output=str(out),
                               limit=N_QUESTIONS, samples_per_question=K, alpha=ALPHA, set=sets, param=params,
                               no_progress=True)
 
@@ -69,7 +71,7 @@ def test_compare_writes_table_json_and_plot(cmp):
 
 def test_random_takeover_is_a_seeded_coin_at_rate_alpha(cmp):
     steps = _judged(cmp["records"]["random_takeover"])
-    assert len(steps) >= 60
+    assert len(steps) >= 50
     for s in steps:  # the decision is exactly the coin, recorded as p_value
         assert (s["decision"] == "takeover") == (s["p_value"] < ALPHA) and s["role"] == "draft"
         assert s["kept"] == (s["decision"] == "accept")
@@ -83,7 +85,7 @@ def test_sync_ranked_gives_exactly_b_takeovers_per_question_turn(cmp):
     for r in cmp["records"]["sync_ranked"]:
         for s in _judged([r]):
             groups[(r["question_id"], s["turn"])].append(s)
-    assert len(groups) >= N_QUESTIONS * 3
+    assert len(groups) >= N_QUESTIONS * 2
     for key, steps in groups.items():
         n, b = steps[0]["n_ranked"], steps[0]["budget"]
         assert all(s["n_ranked"] == n and s["budget"] == b for s in steps)
@@ -124,7 +126,7 @@ def test_specreason_accepts_exactly_the_steps_scored_at_or_above_threshold(cmp):
     steps = _judged(cmp["records"]["specreason"])
     assert steps
     for s in steps:
-        assert (s["decision"] == "accept") == (s["judge_score"] >= 6.5) and s["kept"] == (s["decision"] == "accept")
+        assert (s["decision"] == "accept") == (s["judge_score"] >= THRESHOLD) and s["kept"] == (s["decision"] == "accept")
         # the score is the digit-restricted expectation over the judge's top logprobs
         top = [(lp, 0, t) for lp, t in s["judge_top"]]
         assert abs(judge_score(s["judge_token"], top, "average") - s["judge_score"]) < 1e-3
@@ -153,7 +155,7 @@ def test_spec_thinking_takes_over_exactly_when_the_lookahead_holds_a_keyword(cmp
             if "lookahead" not in s:
                 continue
             assert s["n_tokens"] <= 10
-            assert (s["decision"] == "takeover") == ("-" in s["text"].lower())
+            assert (s["decision"] == "takeover") == (KEYWORD in s["text"].lower())
             if s["decision"] == "takeover":
                 n_take += 1
                 nxt = r["steps"][i + 1]

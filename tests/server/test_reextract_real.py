@@ -1,6 +1,6 @@
 """LLM answer re-extraction and the LLM judge against a real OpenAI-compatible server: the
-testbed target's SGLang `/v1/chat/completions`. The tiny char-level model's replies are
-nonsense as answers; these tests check the mechanism: every record gets the new field
+testbed target's SGLang `/v1/chat/completions`. The testbed target knows only its task,
+so its replies are nonsense as answers; these tests check the mechanism: every record gets the new field
 with provenance, the original answer is untouched, a rerun skips what is done,
 --dry-run writes nothing, judge verdicts are stored, grading can use either field, and
 the API key never reaches a file or the output."""
@@ -54,7 +54,7 @@ def run_dir(testbed, tmp_path_factory):
 def llm_env(testbed, monkeypatch):
     """The OpenAI variables, set for in-process commands and returned for subprocesses."""
     env = {"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": testbed.urls["target"] + "/v1",
-           "OPENAI_MODEL": "tiny-target"}
+           "OPENAI_MODEL": "chain-target"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **env)
@@ -99,7 +99,7 @@ def test_dry_run_writes_nothing(run_dir, llm_env, cli):
     before = _tree_digest(run_dir)
     r = cli("reextract", str(run_dir), "--dry-run", "--max-chars", "120")
     assert r.returncode == 0, r.stderr
-    assert f"would re-extract {N_Q * K} of {N_Q * K}" in r.stdout and "tiny-target" in r.stdout
+    assert f"would re-extract {N_Q * K} of {N_Q * K}" in r.stdout and "chain-target" in r.stdout
     r = cli("judge", str(run_dir), "--dry-run")
     assert r.returncode == 0 and f"would judge {N_Q} of {N_Q}" in r.stdout, r.stderr
     assert _tree_digest(run_dir) == before
@@ -116,7 +116,7 @@ def test_reextract_adds_answer_beside_original_and_resumes(run_dir, llm_env, cli
     assert after.keys() == before.keys()
     for k, rec in after.items():
         e = rec["answers"]["llm"]
-        assert e["model"] == "tiny-target" and e["base_url"] == llm_env["OPENAI_BASE_URL"]
+        assert e["model"] == "chain-target" and e["base_url"] == llm_env["OPENAI_BASE_URL"]
         assert e["time"] > 0 and e["time_iso"] and e["prompt"] and isinstance(e["raw"], str) and "error" not in e
         assert e["correct"] in (True, False) and e["grader"] == "math-verify"
         # nothing of the original record changed
@@ -134,7 +134,7 @@ def test_judge_stores_verdicts_and_resumes(run_dir, llm_env, cli):
     j = json.loads((run_dir / "judge_answer.json").read_text())
     assert j["format"] == "atts-judge/1" and len(j["questions"]) == N_Q
     for q in j["questions"].values():
-        assert len(q["answers"]) == K and q["model"] == "tiny-target" and q["verdict"] in (True, False, None)
+        assert len(q["answers"]) == K and q["model"] == "chain-target" and q["verdict"] in (True, False, None)
         assert isinstance(q["raw"], str) and q["time"] > 0 and q["gold"]
     r = cli("judge", str(run_dir), "--no-progress")
     assert "judged 0 questions" in r.stdout and f"{N_Q} already done" in r.stdout
@@ -159,7 +159,7 @@ def test_report_shows_both_gradings(run_dir, llm_env, cli, tmp_path):
     r = cli("report", str(run_dir), "--output", str(tmp_path / "rep"))
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| draft_only | llm | math-verify |" in md and "LLM judge (tiny-target)" in md
+    assert "| draft_only | llm | math-verify |" in md and "LLM judge (chain-target)" in md
 
 
 def test_api_errors_and_force_keep_everything_and_never_the_key(run_dir, llm_env, cli, monkeypatch, tmp_path):

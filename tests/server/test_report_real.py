@@ -57,7 +57,7 @@ def test_report_of_two_policies(runs, tmp_path):
     # the summary table: one row per run, its figures from summary.json
     for d in runs:
         s = json.loads((d / "summary.json").read_text())
-        row = next(line for line in md.splitlines() if line.startswith(f"| {s['policy']} | arith |"))
+        row = next(line for line in md.splitlines() if line.startswith(f"| {s['policy']} | chain |"))
         assert f"| {s['pass@1']:.3f} [" in row and f"{N_Q} x {K}" in row  # pass@1 with its clustered interval
     atts = json.loads((runs[0] / "summary.json").read_text())
     for t in atts["takeover_rate_by_turn"]:  # per-turn table with the Wilson interval

@@ -65,7 +65,7 @@ def replicas(testbed, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("replica-logs")
     # mem_fraction_static 0.3: SGLang's CPU start-up check wants a share of the memory free
     # at start-up; --max-total-tokens (16384) still bounds the KV cache itself
-    specs = [ServerSpec(f"target-{i}", str(MODELS / "tiny-target"), context_length=512, cpu_threads=1,
+    specs = [ServerSpec(f"target-{i}", str(MODELS / "chain-target"), context_length=4096, cpu_threads=1,
                         mem_fraction_static=0.3, extra_args=("--enable-metrics",)) for i in (1, 2)]
     group = ServerGroup(specs, log_dir, timeout=300)
     urls = group.__enter__()

@@ -12,7 +12,7 @@ def test_a_run_never_writes_the_api_keys(testbed, tmp_path):
     """A real run with recognisable fake keys in its environment: neither its output nor
     any file it wrote contains them."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--policy",
+    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
            "draft_only", "--limit", "2", "--samples-per-question", "1", "--output-dir", str(out), "--no-progress"]
     for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",
               f"target.urls=[{testbed.urls['target']}]",

@@ -26,7 +26,7 @@ STOP_BOUND_S = 60
 @pytest.fixture(scope="module")
 def doomed_target(tmp_path_factory):
     """A target server of this module's own, to kill."""
-    group = ServerGroup([ServerSpec("target", str(MODELS / "tiny-target"), context_length=512, cpu_threads=1)],
+    group = ServerGroup([ServerSpec("target", str(MODELS / "chain-target"), context_length=4096, cpu_threads=1)],
                         tmp_path_factory.mktemp("doomed-logs"), timeout=300)
     urls = group.__enter__()
     try:
@@ -50,7 +50,7 @@ def _kill_tree(pid: int) -> list[int]:
 
 
 def _cmd(out, draft_url, target_url):
-    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--policy",
+    cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
            "target_only", "--limit", str(LIMIT), "--samples-per-question", str(K), "--output-dir", str(out),
            "--no-progress"]
     for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{draft_url}]", f"target.urls=[{target_url}]",

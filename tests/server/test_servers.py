@@ -21,8 +21,8 @@ pytestmark = pytest.mark.server
 def test_launch_and_stop_scripts_leave_no_process(tmp_path):
     log_dir = tmp_path / "logs"
     out = subprocess.run(
-        ["bash", str(ROOT / "scripts/launch_sglang_servers.sh"), "--small-model", str(MODELS / "tiny-draft"),
-         "--eval-model", str(MODELS / "tiny-draft"), "--device", "cpu", "--log-dir", str(log_dir)],
+        ["bash", str(ROOT / "scripts/launch_sglang_servers.sh"), "--small-model", str(MODELS / "chain-draft"),
+         "--eval-model", str(MODELS / "chain-draft"), "--device", "cpu", "--log-dir", str(log_dir)],
         capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     urls = out.stdout.split()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.server
 
 def test_short_soak_reports_and_leaks_nothing(testbed, tmp_path):
     out = tmp_path / "soak"
-    cmd = ["bash", str(ROOT / "scripts/soak.sh"), "--config", str(ROOT / "configs/testbed_arith.yaml"), "--duration", "15", "--fault-rate", "0.1", "--concurrency", "32",
+    cmd = ["bash", str(ROOT / "scripts/soak.sh"), "--config", str(ROOT / "configs/testbed.yaml"), "--duration", "15", "--fault-rate", "0.1", "--concurrency", "32",
            "--round-questions", "4", "--samples-per-question", "2", "--calibration-limit", "10",
            "--output", str(out)]
     for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{testbed.urls['draft']}]",

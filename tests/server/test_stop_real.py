@@ -26,11 +26,11 @@ from conftest import MODELS, ROOT
 
 pytestmark = pytest.mark.server
 
-LIMIT, K = 30, 4  # the issue's reproduction: --limit 30, testbed's 4 samples per question
+LIMIT, K = 8, 2  # 16 whole reasoning traces: a stop after the first two lands mid-run
 
 
 def _cmd(out):
-    return [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--policy",
+    return [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
             "target_only", "--limit", str(LIMIT), "--samples-per-question", str(K), "--output-dir", str(out),
             "--no-progress"]
 
@@ -112,7 +112,7 @@ def test_stale_server_is_reported_and_stopped_at_the_next_start(tmp_path):
     """A target server recorded in OUT/logs as a previous run's, still running (as one left
     by an atts older than the watchdog, or whose whole process group was SIGSTOPped)."""
     out = tmp_path / "run"
-    spec = ServerSpec("target", str(MODELS / "tiny-target"), context_length=512, cpu_threads=1)
+    spec = ServerSpec("target", str(MODELS / "chain-target"), context_length=4096, cpu_threads=1)
     stale = start_server(spec, out / "logs", detached=True)
     stale_tree = [stale.pid]
     try:

@@ -14,7 +14,7 @@ from atts.runtime.runner import Role
 from atts.testing.fakes import CountingEngine, FakePrompter
 
 ROOT = Path(__file__).resolve().parents[2]
-CFG = ROOT / "configs" / "testbed_arith.yaml"
+CFG = ROOT / "configs" / "testbed.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +30,19 @@ def run_dir(tmp_path_factory):
 def test_lm_eval_results_and_samples(run_dir, tmp_path, capsys):
     assert main(["export", str(run_dir), "--format", "lm-eval", "--output-dir", str(tmp_path / "o")]) == 0
     res_files = list((tmp_path / "o").glob("results_*.json"))
-    sample_files = list((tmp_path / "o").glob("samples_atts_arith_test_*.jsonl"))
+    sample_files = list((tmp_path / "o").glob("samples_atts_chain_test_*.jsonl"))
     assert len(res_files) == 1 and len(sample_files) == 1
-    assert res_files[0].name[len("results_"):] == sample_files[0].name[len("samples_atts_arith_test_"):-1]
+    assert res_files[0].name[len("results_"):] == sample_files[0].name[len("samples_atts_chain_test_"):-1]
     res = json.loads(res_files[0].read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
-    m = res["results"]["atts_arith_test"]
+    m = res["results"]["atts_chain_test"]
     for name in ("pass@1", "maj@k", "pass@k", "takeover_rate"):
         assert f"{name},none" in m and f"{name}_stderr,none" in m, name
     assert m["pass@1,none"] == summary["pass@1"] and m["pass@1_stderr,none"] == summary["pass@1_stderr"]
     assert m["takeover_rate,none"] == summary["takeover_rate"]["rate"]
-    assert res["configs"]["atts_arith_test"]["policy"]["name"] == "atts"
+    assert res["configs"]["atts_chain_test"]["policy"]["name"] == "atts"
     assert res["versions_all"]["python"] and "git_hash" in res
-    assert res["n-samples"]["atts_arith_test"] == {"original": 6, "effective": summary["n_samples_completed"]}
+    assert res["n-samples"]["atts_chain_test"] == {"original": 6, "effective": summary["n_samples_completed"]}
     lines = [json.loads(x) for x in sample_files[0].read_text().splitlines()]
     assert len(lines) == 6
     recs = {(r["question_index"], r["repeat"]): r for r in atts.load_run(run_dir).samples}
@@ -61,7 +61,7 @@ def test_jsonl_flat_lines(run_dir, tmp_path):
     assert len(rows) == 6
     for r in rows:
         assert all(not isinstance(v, (dict, list)) for v in r.values()), r  # flat: scalars only
-        assert r["dataset"] == "arith" and r["policy"] == "atts" and r["takeovers"] <= r["decisions"]
+        assert r["dataset"] == "chain" and r["policy"] == "atts" and r["takeovers"] <= r["decisions"]
         assert {"key", "correct", "answer", "gold", "text", "tokens_draft_generated"} <= set(r)
     pd = pytest.importorskip("pandas")
     assert len(pd.read_json(path, lines=True)) == 6

@@ -15,7 +15,7 @@ from atts.runtime.runner import Role
 from atts.testing.fakes import CountingEngine, FakePrompter
 
 ROOT = Path(__file__).resolve().parents[2]
-CFG = ROOT / "configs" / "testbed_arith.yaml"
+CFG = ROOT / "configs" / "testbed.yaml"
 
 
 def fake_roles(seed=0):
@@ -73,7 +73,7 @@ def test_load_run_inside_a_loop_and_to_pandas(tmp_path):
 
 def test_manifest_records_dataset_source_and_git_state(tmp_path):
     run = atts.run(CFG, **small(tmp_path))
-    assert run.manifest["dataset_source"] == {"kind": "generated", "name": "arith", "seed": 0}
+    assert run.manifest["dataset_source"] == {"kind": "generated", "name": "chain", "seed": 0}
     git = run.manifest["git"]
     assert git is None or (len(git["revision"]) == 40 and isinstance(git["dirty"], bool))
 

@@ -83,7 +83,7 @@ def test_a_run_against_keyed_servers_sends_the_key_and_never_writes_it(tmp_path)
     out = tmp_path / "run"
     key = FAKE_SECRETS["ATTS_API_KEY"]
     with StubServer(api_key=key) as draft, StubServer(api_key=key) as target:
-        cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed_arith.yaml"), "--policy",
+        cmd = [sys.executable, "-m", "atts.evaluate", "--config", str(ROOT / "configs/testbed.yaml"), "--policy",
                "draft_only", "--limit", "2", "--samples-per-question", "1", "--output-dir", str(out), "--no-progress"]
         for s in ("draft.launch=false", "target.launch=false", f"draft.urls=[{draft.url}]",
                   f"target.urls=[{target.url}]", "draft.api_key_env=ATTS_API_KEY", "target.api_key_env=ATTS_API_KEY"):
