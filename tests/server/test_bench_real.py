@@ -7,7 +7,9 @@ level. On real servers the same request (same prompt ids, same seed) can still s
 different chunk when batching changes float rounding, so what is asserted strictly is
 that every recorded decision is the gate's decision on the recorded PPL, and that a
 pre-generated chunk that was not used never shows in a sample; how often pipelined and
-unpipelined samples came out identical is asserted loosely."""
+unpipelined samples came out identical is asserted loosely. Sampling is greedy here: SGLang
+on CPU ignores request seeds (tests/server/test_seeds_real.py), and at the testbed's
+temperature two runs of a 128-token-chunk trace share no sample."""
 
 import json
 import math
@@ -34,7 +36,8 @@ def bench(testbed, tmp_path_factory):
             "--set", "draft.launch=false", "--set", "target.launch=false",
             "--set", f"draft.urls=[{testbed.urls['draft']}]", "--set", f"target.urls=[{testbed.urls['target']}]",
             "--set", "policy.grouping=marginal", "--set", "calibration.limit=30",
-            "--set", "calibration.samples_per_question=2"]
+            "--set", "calibration.samples_per_question=2",
+            "--set", "sampling.draft_temperature=0", "--set", "sampling.target_temperature=0"]
     assert cli_main(["bench", *argv]) == 0
     doc = json.loads((out / "bench.json").read_text())
     return {"out": out, "argv": argv, "doc": doc}

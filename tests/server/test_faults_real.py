@@ -24,7 +24,9 @@ SLOW_S = 25  # a `slow` fault holds the request past the client timeout below
 # seconds on a loaded 2-core machine; many fast retries.
 FAST_RETRY = [f"{r}.{k}" for r in ("draft", "target")
               for k in ("timeout_s=20", "retries=8", "backoff_s=0.05", "max_concurrency=8")]
-GATE = ["policy.grouping=marginal"]  # the calibration is a single turn-0 pass: cheap
+# the calibration is a single turn-0 pass: cheap; 32-token chunks make ~4x the requests
+# of the testbed's 128, so that every fault kind is drawn at 30%
+GATE = ["policy.grouping=marginal", "chunking.max_tokens_per_chunk=32", "chunking.max_turns=60"]
 
 
 _run = run_with_roles
@@ -134,18 +136,22 @@ def test_server_outage_is_waited_for(testbed, calibration, tmp_path):
 
 
 def test_context_overflow_ends_the_sample_as_truncated(testbed, tmp_path):
-    """A long system prompt leaves room for one chunk in the servers' 4096-token
+    """A long system prompt leaves room for one chunk, not two, in the servers' 4096-token
     context; with no context_length in the config, the overflow is SGLang's own refusal."""
     from atts.tasks.datasets import load_from_config
     from atts.tasks.prompts import Prompter
-    from conftest import MODELS
 
-    q = load_from_config(testbed.config(tmp_path, limit=1).dataset)[0]
+    cfg = testbed.config(tmp_path, limit=3)
+    questions = load_from_config(cfg.dataset)
+
+    def longest_prompt(words: int) -> int:
+        pr = Prompter(cfg.draft.tokenizer_path, cfg.prompt.template, " ".join(["note"] * words))
+        return max(len(pr.prompt_ids(q)) for q in questions)
+
     words = 50
-    while len(Prompter(str(MODELS / "chain-draft"), system=" ".join(["note"] * words)).prompt_ids(q)) < 4096 - 200:  # room for one 128-token chunk, not two
-        words += 50
-    system = " ".join(["note"] * words)
-    cfg = testbed.config(tmp_path, sets=[f"prompt.system={system}", "draft.context_length=null",
+    while longest_prompt(words + 10) < 4096 - 200:
+        words += 10
+    cfg = testbed.config(tmp_path, sets=[f"prompt.system={' '.join(['note'] * words)}", "draft.context_length=null",
                                          "target.context_length=null", "chunking.max_turns=30",
                                          "chunking.token_budget=5000", "samples_per_question=1"],
                          limit=3, policy="draft_only")

@@ -24,7 +24,7 @@ def test_short_soak_reports_and_leaks_nothing(testbed, tmp_path):
     rep = json.loads((out / "soak.json").read_text())
     print({k: rep[k] for k in ("wall_s", "rounds", "samples_completed", "samples_failed", "retries", "peak_rss_mb",
                                "peak_fds", "fds_start", "fds_end")})
-    assert 15 <= rep["wall_s"] <= 60
+    assert 14 <= rep["wall_s"] <= 60  # no round starts in the duration's last second: one may end the phase there
     assert rep["samples_completed"] > 0 and rep["samples_failed"] == 0 and rep["n_integrity_problems"] == 0
     for role in ("draft", "target"):
         injected = sum(v for k, v in rep["injected"][role].items() if k not in ("requests", "forwarded"))
