@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, check_run_dir
+from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, check_run_dir, each_with_bar
 from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 from atts.records import is_complete
@@ -98,18 +98,13 @@ async def judge(run_dir: Path, settings: LLMSettings, *, field_name: str = "answ
     doc.update({"format": FORMAT, "answer_field": field_name, "prompt": PROMPT_VERSION,
                 "metric": "anyone_check: a question counts as solved if the judge says any of its answers matches"})
     todo = todo_of(doc, current, settings.model, force)
-    from tqdm.auto import tqdm  # a widget in notebooks, text elsewhere
-
-    bar = tqdm(total=len(todo), desc=f"judge ({settings.model})", unit="question", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
     counts = {"judged": 0, "errors": 0, "skipped": len(current) - len(todo)}
     lock = asyncio.Lock()
     async with LLMClient(settings, concurrency) as client:
         async def one(q: str) -> None:
             cur = current[q]
             r = await client.chat(build_messages(cur["gold"], cur["answers"]), max_tokens)
-            entry = {**cur, **settings.provenance(), "time": time.time(),
-                     "time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            entry = {**cur, **settings.stamp()}
             if "error" in r:
                 entry.update(verdict=None, error=r["error"])
                 counts["errors"] += 1
@@ -121,12 +116,8 @@ async def judge(run_dir: Path, settings: LLMSettings, *, field_name: str = "answ
                 doc["pass@k"] = pass_at_k(doc)
                 doc["updated"] = time.time()
                 atomic_write_json(path, doc)
-            bar.update(1)
 
-        try:
-            await asyncio.gather(*(one(q) for q in todo))
-        finally:
-            bar.close()
+        await each_with_bar(todo, one, desc=f"judge ({settings.model})", unit="question", progress=progress)
     doc["pass@k"] = pass_at_k(doc)
     atomic_write_json(path, doc)
     counts["pass@k"] = doc["pass@k"]

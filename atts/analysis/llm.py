@@ -59,6 +59,11 @@ class LLMSettings:
     def provenance(self) -> dict:
         return {"model": self.model, "base_url": safe_url(self.base_url)}
 
+    def stamp(self) -> dict:
+        """What every stored LLM reply starts with: the provenance and the time (epoch, ISO)."""
+        now = time.time()
+        return {**self.provenance(), "time": now, "time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+
     def scrub(self, text: str) -> str:
         """``text`` with the key (and the raw base URL, which may embed credentials) removed."""
         out = str(text)
@@ -108,6 +113,23 @@ class LLMClient:
 
 
 # ----------------------------------------------------------------------------- shared by reextract and judge
+
+async def each_with_bar(items: list, one, *, desc: str, unit: str, progress: bool) -> None:
+    """``await one(item)`` for every item at once (the client bounds the requests in
+    flight), with a progress bar on stderr (a widget in notebooks) that each call ticks."""
+    from atts.runtime.progress import stderr_bar
+
+    bar = stderr_bar(len(items), desc, unit, progress)
+
+    async def ticked(item) -> None:
+        await one(item)
+        bar.update(1)
+
+    try:
+        await asyncio.gather(*(ticked(x) for x in items))
+    finally:
+        bar.close()
+
 
 
 def check_run_dir(d: Path) -> None:

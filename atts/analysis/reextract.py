@@ -25,11 +25,10 @@ import asyncio
 import importlib
 import json
 import sys
-import time
 from pathlib import Path
 
 from atts.analysis.judge import judge, report_line
-from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, check_run_dir
+from atts.analysis.llm import LLMClient, LLMConfigError, LLMSettings, check_run_dir, each_with_bar
 from atts.errors import UserError, run_guarded
 from atts.runtime.store import RunStore, atomic_write_json
 from atts.tasks.grading import Grader, extract_boxed
@@ -89,10 +88,6 @@ async def reextract(run_dir: Path, settings: LLMSettings, *, field_name: str = "
     store = RunStore(run_dir)
     records = store.completed()
     todo = [k for k, r in records.items() if needs_work(r, field_name, settings.model, force)]
-    from tqdm.auto import tqdm  # a widget in notebooks, text elsewhere
-
-    bar = tqdm(total=len(todo), desc=f"re-extract ({settings.model})", unit="sample", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
     loop = asyncio.get_running_loop()
     counts = {"extracted": 0, "errors": 0, "skipped": len(records) - len(todo), "total": len(records)}
     with Grader(workers) as grader:
@@ -100,9 +95,8 @@ async def reextract(run_dir: Path, settings: LLMSettings, *, field_name: str = "
             async def one(key: str) -> None:
                 rec = records[key]
                 r = await client.chat(build_messages(rec, max_chars), max_tokens)
-                entry = {**settings.provenance(), "time": time.time(),
-                         "time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                         "prompt": PROMPT_VERSION, "max_chars": max_chars, "seconds": round(r["seconds"], 4)}
+                entry = {**settings.stamp(), "prompt": PROMPT_VERSION, "max_chars": max_chars,
+                         "seconds": round(r["seconds"], 4)}
                 if "error" in r:
                     entry.update(answer=None, correct=None, error=r["error"])
                     counts["errors"] += 1
@@ -114,12 +108,8 @@ async def reextract(run_dir: Path, settings: LLMSettings, *, field_name: str = "
                                  correct=correct, grader="math-verify")
                     counts["extracted"] += 1
                 atomic_write_json(store.samples_dir / f"{key}.json", attach(rec, field_name, entry))
-                bar.update(1)
 
-            try:
-                await asyncio.gather(*(one(k) for k in todo))
-            finally:
-                bar.close()
+            await each_with_bar(todo, one, desc=f"re-extract ({settings.model})", unit="sample", progress=progress)
     return counts
 
 

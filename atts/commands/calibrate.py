@@ -28,7 +28,7 @@ from atts.errors import run_guarded
 from atts.method.conformal import CalibrationFile
 from atts.method.policies import ATTS, POLICIES, ATTSParams, ProposingPolicy
 from atts.runtime.context import SampleContext, SampleState, finished_reason
-from atts.runtime.progress import Progress
+from atts.runtime.progress import Progress, stderr_bar
 from atts.runtime.session import Session, chunking_of
 from atts.tasks.datasets import load_from_config
 
@@ -171,10 +171,7 @@ class ChunkBar:
     """tqdm bar of per-turn calibration: its total grows by each turn's active samples."""
 
     def __init__(self, enabled: bool):
-        from tqdm.auto import tqdm  # deferred, as atts.runtime.progress does
-
-        self.bar = tqdm(total=0, desc="calibrate", unit="chunk", disable=not enabled, file=sys.stderr,
-                        dynamic_ncols=True, mininterval=0.5)
+        self.bar = stderr_bar(0, "calibrate", "chunk", enabled)
 
     def turn(self, t: int, n: int) -> None:
         self.bar.total += n

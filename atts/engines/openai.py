@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from atts.engines.base import ContextOverflow, EngineSettings, Generation, MalformedResponse, RequestStats, Scoring
-from atts.engines.transport import Transport
+from atts.engines.transport import Transport, TransportEngine
 from atts.errors import EngineError
 
 ScoringMode = Literal["auto", "prompt_logprobs", "echo"]
 
 
 @dataclass
-class OpenAIEngine:
+class OpenAIEngine(TransportEngine):
     """`atts.engines.base.Engine` for ``/v1/completions`` (see the module docstring)."""
 
     role: str
@@ -56,17 +56,6 @@ class OpenAIEngine:
     def __post_init__(self) -> None:
         self._transport = Transport(self.role, self.settings, api_path="/v1/completions", body_key="choices")
         self.counters = self._transport.counters
-
-    # -- lifecycle
-    async def __aenter__(self) -> "OpenAIEngine":
-        self._transport.open()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
     # -- the served model
     async def model_info(self) -> dict:

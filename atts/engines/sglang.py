@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from atts.engines.base import (ContextOverflow, Engine, EngineSettings, Generation, MalformedResponse,  # noqa: F401
                                RequestStats, Scoring, ServerDown)
-from atts.engines.transport import POOL_SHARD, Transport, auth_headers  # noqa: F401  (re-exported)
+from atts.engines.transport import POOL_SHARD, Transport, TransportEngine, auth_headers  # noqa: F401  (re-exported)
 from atts.errors import EngineError
 
 # the engine contract's names, re-exported: `from atts.engines.sglang import Generation` keeps working
@@ -30,7 +30,7 @@ __all__ = ["ContextOverflow", "Engine", "EngineError", "EngineSettings", "Genera
 
 
 @dataclass
-class SGLangEngine:
+class SGLangEngine(TransportEngine):
     """`Engine` for SGLang's native ``/generate`` (see the module docstring)."""
 
     role: str
@@ -42,17 +42,6 @@ class SGLangEngine:
     def __post_init__(self) -> None:
         self._transport = Transport(self.role, self.settings, api_path="/generate", body_key="meta_info")
         self.counters = self._transport.counters
-
-    # -- lifecycle
-    async def __aenter__(self) -> "SGLangEngine":
-        self._transport.open()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
     async def model_info(self) -> dict:
         _, info = await self._transport.get("/get_model_info")

@@ -243,3 +243,21 @@ class Transport:
         if r.status_code in RETRY_STATUS:
             self.lb.failed(url)
         return r
+
+
+class TransportEngine:
+    """The lifecycle shared by the engines that send through one `Transport`
+    (``self._transport``): ``async with engine:`` opens its connections, ``aclose``
+    closes them."""
+
+    _transport: Transport
+
+    async def __aenter__(self):
+        self._transport.open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()

@@ -12,6 +12,15 @@ from typing import Callable, Protocol
 from atts.records import first_attempt_decision
 
 
+def stderr_bar(total: int, desc: str, unit: str, enabled: bool = True):
+    """The one way atts draws a bar: tqdm on stderr (a widget in notebooks), redrawn at
+    most twice a second; a disabled one draws nothing."""
+    from tqdm.auto import tqdm  # deferred: tqdm's import is only paid by a command that shows a bar
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5)
+
+
 class ProgressSink(Protocol):
     def update(self, rec: dict) -> None: ...
 
@@ -22,10 +31,7 @@ class Progress:
     """tqdm bar: samples done, running accuracy, takeover rate."""
 
     def __init__(self, total: int, desc: str, enabled: bool = True):
-        from tqdm.auto import tqdm  # deferred: tqdm's import is only paid by a command that shows a bar
-
-        self.bar = tqdm(total=total, desc=desc, unit="sample", disable=not enabled, file=sys.stderr,
-                        dynamic_ncols=True, mininterval=0.5)
+        self.bar = stderr_bar(total, desc, "sample", enabled)
         self.n = self.correct = self.failed = self.decisions = self.takeovers = 0
 
     def update(self, rec: dict) -> None:

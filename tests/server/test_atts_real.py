@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from statistics import NormalDist
 
 import pytest
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.server
 
 N_CAL_QUESTIONS = 60      # x K=2 calibration samples
 N_EVAL_QUESTIONS = 32     # x K=2 evaluated samples
-ALPHA = 0.5
+ALPHA = 0.6  # not 0.5: a reversed test (p > alpha) would keep the same rate
 REPLACE = ["policy.mode=replace", "policy.max_resample=1"]
 
 
@@ -70,22 +71,34 @@ def test_atts_beats_draft_and_approaches_target(runs):
     assert 0 < a["target_chunk_share"] < 1
 
 
+def _within(rate: float, se_eval: float, n_cal: int, z: float) -> bool:
+    """``rate`` is consistent with alpha: both samples are finite and clustered by
+    question. The rate given one calibration set varies around alpha with variance
+    ~ alpha(1-alpha)/n_cal, counted here at half its scores (K=2 samples of a question
+    share its length, which sets where its chunks fall: a design effect of at most 2);
+    the evaluation's own variance is its cluster bootstrap's (the summary's stderr)."""
+    se = math.sqrt(se_eval ** 2 + ALPHA * (1 - ALPHA) / (n_cal / 2))
+    return abs(rate - ALPHA) <= z * se
+
+
 def test_per_turn_takeover_rate_holds_at_every_turn(runs):
-    """At every turn with enough decisions, the observed takeover rate is within the 95%
-    interval of alpha. Both samples are finite: the rate given one calibration set varies
-    like Beta around alpha (variance ~ alpha(1-alpha)/n_cal), and the evaluation adds
-    binomial noise (alpha(1-alpha)/n_eval), so the interval uses both."""
+    """At every turn with enough decisions, and overall, the observed takeover rate is
+    consistent with alpha (`_within`): at every turn at a family-wise 1% (Bonferroni over
+    the turns checked), overall at 5%. On the chain testbed a turn's chunks mix the
+    formulaic closing chunks (low PPL, rarely taken over) with mid-solution ones, in a
+    share set by the few questions' lengths: its rate varies well beyond binomial noise
+    (a CI run saw 12 of 48 at turn 2, alpha 0.5, with 86 calibration scores), and a
+    binomial interval failed there. Power: a reversed test (p > alpha) takes over at
+    1 - alpha = 0.4, 0.2 from alpha, about 2.7 standard errors of the overall rate."""
     a, cal = runs["atts"], runs["calibration"]
-    checked = 0
-    for t in a["takeover_rate_by_turn"]:
-        n_cal = len(cal.scores.get(f"turn:{t['turn']}", []))
-        if t["n"] >= 30 and n_cal >= 30:
-            half = 1.96 * math.sqrt(ALPHA * (1 - ALPHA) * (1 / t["n"] + 1 / n_cal))
-            assert abs(t["rate"] - ALPHA) <= half, (t, n_cal, half)
-            checked += 1
-    assert checked >= 2
+    turns = [(t, len(cal.scores.get(f"turn:{t['turn']}", []))) for t in a["takeover_rate_by_turn"]]
+    turns = [(t, n_cal) for t, n_cal in turns if t["n"] >= 30 and n_cal >= 30]
+    assert len(turns) >= 2
+    z_turn = NormalDist().inv_cdf(1 - 0.01 / (2 * len(turns)))
+    for t, n_cal in turns:
+        assert _within(t["rate"], t["stderr"], n_cal, z_turn), (t, n_cal, z_turn)
     overall = a["takeover_rate"]
-    assert overall["low"] <= ALPHA <= overall["high"], overall
+    assert _within(overall["rate"], overall["stderr"], len(cal.scores["turn:0"]), 1.96), overall
 
 
 def test_records_have_steps_with_timing_and_decisions(runs):

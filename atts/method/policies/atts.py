@@ -169,23 +169,38 @@ class ATTSSelf(ATTS):
         g = await ctx.generate(role, attempt=attempt)
         return Proposal(g, await ctx.score(g, role=role), attempt)
 
-    async def resolve(self, ctx, prop: Proposal) -> None:
+    async def attempts(self, ctx, prop: Proposal) -> tuple[Proposal | None, list[tuple[Proposal, dict]]]:
+        """Test ``prop``, then resample while attempts fail, up to ``max_resample`` more;
+        each attempt logged. (the first that passed, or None; the failed ones with their
+        logged steps)."""
         failed: list[tuple[Proposal, dict]] = []
         while True:
             d = self.decide(ctx, prop)
             ok = d is None or not d.takeover
             step = ctx.log(prop.gen, kept=ok, attempt=prop.attempt, scoring=prop.scoring, decision=d)
             if ok:
-                ctx.keep(prop.gen)
-                return
+                return prop, failed
             failed.append((prop, step))
             if prop.attempt >= self.params.max_resample:
-                break
+                return None, failed
             prop = await self.propose(ctx, prop.attempt + 1)
+
+    def keep(self, ctx, prop: Proposal) -> None:
+        ctx.keep(prop.gen)
+
+    def keep_lowest_ppl(self, ctx, failed: list[tuple[Proposal, dict]]) -> None:
+        """Every attempt failed: the lowest-PPL one is kept (its step marked so)."""
         best, step = min(failed, key=lambda ps: ps[0].scoring.ppl)
         step["kept"] = True
         step["kept_lowest_ppl"] = True
-        ctx.keep(best.gen)
+        self.keep(ctx, best)
+
+    async def resolve(self, ctx, prop: Proposal) -> None:
+        passed, failed = await self.attempts(ctx, prop)
+        if passed is not None:
+            self.keep(ctx, passed)
+        else:
+            self.keep_lowest_ppl(ctx, failed)
 
 
 # -- specreason

@@ -90,33 +90,22 @@ class ATTSSelfFork(ATTSSelf):
         self.pool.get(question.id, {}).pop(repeat, None)
 
     # -- a turn
-    def _kept(self, ctx, prop: Proposal) -> None:
+    def keep(self, ctx, prop: Proposal) -> None:
         ctx.keep(prop.gen)
         if prop.scoring is not None:
             ctx.carry.setdefault(_PPLS, []).append(prop.scoring.ppl)
         self.publish(ctx)
 
     async def resolve(self, ctx, prop: Proposal) -> None:
-        failed: list[tuple[Proposal, dict]] = []
-        while True:
-            d = self.decide(ctx, prop)
-            ok = d is None or not d.takeover
-            step = ctx.log(prop.gen, kept=ok, attempt=prop.attempt, scoring=prop.scoring, decision=d)
-            if ok:
-                self._kept(ctx, prop)
-                return
-            failed.append((prop, step))
-            if prop.attempt >= self.params.max_resample:
-                break
-            prop = await self.propose(ctx, prop.attempt + 1)
+        passed, failed = await self.attempts(ctx, prop)
+        if passed is not None:
+            self.keep(ctx, passed)
+            return
         peer = self.best_peer(ctx)
         if peer is None:  # nobody to continue from: ATTSSelf's rule
-            best, step = min(failed, key=lambda ps: ps[0].scoring.ppl)
-            step["kept"] = True
-            step["kept_lowest_ppl"] = True
-            self._kept(ctx, best)
+            self.keep_lowest_ppl(ctx, failed)
             return
-        self.fork(ctx, peer, attempt=prop.attempt + 1)
+        self.fork(ctx, peer, attempt=failed[-1][0].attempt + 1)
 
     def fork(self, ctx, peer: PeerEntry, attempt: int) -> None:
         """Continue from ``peer``'s history plus the hint (written as the scoring role's text)."""
