@@ -2,6 +2,7 @@
 """Measure the testbed's draft/target pair (the `chain` task) as served by real SGLang.
 
     .venv/bin/python scripts/measure_testbed_models.py --n 200 --json docs/testbed_models_measured.json
+    .venv/bin/python scripts/measure_testbed_models.py --n 200 --repairs-only --dump-repairs repairs.json
 
 Starts both servers (one torch thread each) and measures, on the `chain` test split,
 with the testbed config's chunking (fixed-size chunks of `--chunk` draft tokens, no stop
@@ -142,23 +143,39 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
     return chunks, samples
 
 
-async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> dict:
+async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> tuple[dict, list[dict]]:
     """Append mode: after the first wrong draft chunk, the target writes the rest. The
-    share that ends right, overall and by the kind of the first error."""
+    share that ends right, overall and by the kind of the first error; by kind also how
+    many continuations wrote a correction paragraph (`reasoning.is_correction`) and how
+    many came after the draft had closed the think block. Also each case (``--dump-repairs``)."""
     firsts = [c for c in chunks if c["prefix_ok" + suffix] and c["error" + suffix]]
 
     async def one(c):
         p = problems[c["q"]]
         g = await target.generate(pt.prompt_ids(question(p)) + pt.encode(c["text"]),
                                   max_new_tokens=a.chunk * a.max_turns, temperature=a.temperature, seed=c["q"])
-        return extract_boxed(c["text"] + g.text) == p.answer
+        return {"q": c["q"], "kind": reasoning.first_error_kind(p, c["text"]),
+                "right": extract_boxed(c["text"] + g.text) == p.answer,
+                "wrote_a_correction": any(map(reasoning.is_correction, g.text.split(reasoning.PARAGRAPH))),
+                "after_think_closed": "</think>" in c["text"], "draft_text": c["text"], "continuation": g.text}
 
-    res = await asyncio.gather(*(one(c) for c in firsts))
-    out = share(sum(res), len(res))
+    cases = await asyncio.gather(*(one(c) for c in firsts))
+    out = share(sum(c["right"] for c in cases), len(cases))
     if not suffix:
-        kinds = [reasoning.first_error_kind(problems[c["q"]], c["text"]) for c in firsts]
-        out["by_kind"] = {k: share(sum(r for r, x in zip(res, kinds) if x == k), kinds.count(k))
-                          for k in sorted(set(kinds))}
+        out["by_kind"] = {}
+        for k in sorted({c["kind"] for c in cases}):
+            of = [c for c in cases if c["kind"] == k]
+            out["by_kind"][k] = {**share(sum(c["right"] for c in of), len(of)),
+                                 "wrote_a_correction": sum(c["wrote_a_correction"] for c in of),
+                                 "wrong_without_a_correction": sum(not c["right"] and not c["wrote_a_correction"]
+                                                                   for c in of),
+                                 "after_think_closed": sum(c["after_think_closed"] for c in of)}
+    return out, list(cases)
+
+
+def dump_repairs(a, cases: list[dict], out: dict) -> dict:
+    if a.dump_repairs:
+        Path(a.dump_repairs).write_text(json.dumps(cases, indent=1) + "\n")
     return out
 
 
@@ -181,6 +198,10 @@ async def measure(urls: dict, a) -> dict:
     out: dict = {"n_test_problems": a.n, "chunk_tokens": a.chunk, "max_turns": a.max_turns, "temperature": a.temperature}
     async with SGLangEngine("draft", EngineSettings((urls["draft"],), 64)) as d, \
             SGLangEngine("target", EngineSettings((urls["target"],), 64)) as t:
+        if a.repairs_only:  # the draft's chunked rollouts and the target's repairs, nothing else
+            chunks, _ = await rollouts(d, t, pd, pt, test, a)
+            out["append_repair"], cases = await repairs(t, pt, test, chunks, a)
+            return dump_repairs(a, cases, out)
         ids = pd.prompt_ids(question(test[0]))
         for conc in (1, 16):
             ld = await decode_ms(urls["draft"], ids, conc)
@@ -198,9 +219,10 @@ async def measure(urls: dict, a) -> dict:
         out["chunk_error_separation"] = separation(chunks, "")
         # the strict reading: a wrong round number with the right count-down and value is an error too
         out["chunk_error_separation_round_labels"] = separation(chunks, "_labels")
-        out["append_repair"], out["append_repair_round_labels"], (c_chunks, _) = await asyncio.gather(
+        (out["append_repair"], cases), (out["append_repair_round_labels"], _), (c_chunks, _) = await asyncio.gather(
             repairs(t, pt, test, chunks, a), repairs(t, pt, test, chunks, a, "_labels"),
             rollouts(d, t, pd, pt, calib, a, max_turns=1))  # calibration: first chunks only
+        dump_repairs(a, cases, out)
         first = [c["ppl"] for c in c_chunks if c["turn"] == 0]
         out["calibration_first_chunk_ppl"] = {
             **dist(first), "max_share_one_value_exact": max(Counter(first).values()) / len(first),
@@ -216,6 +238,9 @@ def main() -> int:
     ap.add_argument("--max-turns", type=int, default=15)
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--dump-repairs", metavar="PATH", help="write each append-mode repair case (the draft's text "
+                    "up to its first wrong chunk, the target's continuation, the error's kind, the outcome) here")
+    ap.add_argument("--repairs-only", action="store_true", help="measure only the append-mode repairs")
     ap.add_argument("--draft", default=str(ROOT / "models/chain-draft"))
     ap.add_argument("--target", default=str(ROOT / "models/chain-target"))
     a = ap.parse_args()

@@ -131,7 +131,6 @@ async def each_with_bar(items: list, one, *, desc: str, unit: str, progress: boo
         bar.close()
 
 
-
 def check_run_dir(d: Path) -> None:
     if not (d / "manifest.json").is_file() or not (d / "samples").is_dir():
         raise UserError(f"{d}: not an atts run directory (manifest.json and samples/)")

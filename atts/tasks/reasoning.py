@@ -438,6 +438,13 @@ def _value_after(p: ChainProblem, rounds: int) -> int:
     return v
 
 
+def is_correction(paragraph: str) -> bool:
+    """A "Wait, ..." paragraph that says an earlier one was wrong (`FIX`, `FIX_BRANCH`,
+    `FIX_EARLY`, `FIX_FINAL`'s words)."""
+    low = paragraph.lower()
+    return "not right" in low or "mistake" in low or "was wrong" in low or "recheck" in low
+
+
 def first_error(p: ChainProblem, text: str, *, complete: bool = True, labels: bool = False) -> int | None:
     """Character offset of the first paragraph of ``text`` (a solution so far) that is
     wrong for ``p``, or None. A round paragraph is wrong when it starts from another value
@@ -466,7 +473,7 @@ def first_error(p: ChainProblem, text: str, *, complete: bool = True, labels: bo
         eqs = _EQ.findall(para)
         nums = [int(x) for x in _NUM.findall(para)]
         m = _ROUND.search(para)
-        if "not right" in low or "mistake" in low or "was wrong" in low or "recheck" in low:
+        if is_correction(para):
             continue  # a correction: its redo paragraph sets the value
         if low.startswith(("so after round", "so the correct value")):
             if m:
