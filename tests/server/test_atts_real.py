@@ -86,9 +86,9 @@ def test_per_turn_takeover_rate_holds_at_every_turn(runs):
     consistent with alpha (`_within`): at every turn at a family-wise 1% (Bonferroni over
     the turns checked), overall at 5%. On the chain testbed a turn's chunks mix the
     formulaic closing chunks (low PPL, rarely taken over) with mid-solution ones, in a
-    share set by the few questions' lengths: its rate varies well beyond binomial noise
-    (a CI run saw 12 of 48 at turn 2, alpha 0.5, with 86 calibration scores), and a
-    binomial interval failed there. Power: a reversed test (p > alpha) takes over at
+    share set by the few questions' lengths, which a binomial interval ignores: a CI run
+    saw 12 of 48 at turn 2 (alpha 0.5, 86 calibration scores; 2.5 standard errors here)
+    and the binomial interval failed there. Power: a reversed test (p > alpha) takes over at
     1 - alpha = 0.4, 0.2 from alpha, about 2.7 standard errors of the overall rate."""
     a, cal = runs["atts"], runs["calibration"]
     turns = [(t, len(cal.scores.get(f"turn:{t['turn']}", []))) for t in a["takeover_rate_by_turn"]]
