@@ -2,7 +2,7 @@
 seed and what the request is (question id, repeat, turn, role, attempt, ...), so a
 sample draws the same chunks whatever else runs beside it, and a resumed or re-run
 sample repeats itself. Layer 0: imports nothing from atts (the runtime and the policies
-both use it)."""
+both use it). Whether an engine honours them is `atts.runtime.seed_support`'s concern."""
 
 from __future__ import annotations
 

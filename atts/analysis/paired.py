@@ -1,6 +1,6 @@
 """Per-question paired comparison of two policies (issue 13 item 3).
 
-Where request seeds are not honoured (SGLang on CPU; `atts.runtime.seeds`), sample r of
+Where request seeds are not honoured (SGLang on CPU; `atts.runtime.seed_support`), sample r of
 a question under policy A and sample r under policy B are independent draws, not a
 pair: pairing them per sample claims a correlation that is not there. The question is
 the unit both policies share, so the pair is a question's accuracy under A and under B

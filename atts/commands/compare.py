@@ -5,7 +5,7 @@ Runs several policies side by side and writes one table. The servers start once 
 config's URLs are used) and every policy runs, one after another, on the same questions
 and samples with the same per-request seeds (`atts.runner.request_seed`), each as a
 normal resumable run in ``DIR/<label>/``. Seeds pair samples only where the engines
-honour them (`atts.runtime.seeds`; not SGLang on CPU): compare.json/.md say so
+honour them (`atts.runtime.seed_support`; not SGLang on CPU): compare.json/.md say so
 (``seeds_honoured``) and pair every policy with the first per question
 (``paired_by_question``: mean accuracy difference, paired bootstrap interval, sign test). Calibrated policies share a calibration file
 when their scores are the same quantity (``DIR/calibration-<kind>-<hash>.json``, made
@@ -44,7 +44,7 @@ from atts.commands.evaluate import evaluate_async
 from atts.config import RunConfig, load_config, stable_hash, with_overrides
 from atts.errors import ConfigError, run_guarded
 from atts.method.policies import POLICIES
-from atts.runtime.seeds import seed_support
+from atts.runtime.seed_support import seed_support
 from atts.runtime.session import Session
 from atts.runtime.store import RunStore, atomic_write_json, atomic_write_text
 from atts.analysis.render import num, with_ci

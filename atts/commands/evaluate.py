@@ -28,7 +28,7 @@ from atts.runtime.provenance import git_state
 from atts.runtime.schedule import Schedule, schedule_named
 from atts.runtime.session import Session, chunking_of
 from atts.runtime.store import RunStore, versions
-from atts.runtime.seeds import seed_support
+from atts.runtime.seed_support import seed_support
 from atts.runtime.summary import budget_accuracy, summarize
 from atts.tasks.datasets import dataset_source, load_from_config
 from atts.tasks.grading import Grader

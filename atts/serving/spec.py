@@ -40,7 +40,7 @@ class ServerSpec:
             argv += ["--max-total-tokens", str(self.max_total_tokens or 16384)]
         else:
             # deterministic inference: SGLang reads `sampling_seed` only with it, so that seeds are
-            # real (issue 13 item 3); CPU refuses it with torch_native attention (atts.runtime.seeds)
+            # real (issue 13 item 3); CPU refuses it with torch_native attention (atts.runtime.seed_support)
             argv += ["--tp", str(self.tp), "--watchdog-timeout", "600", "--enable-deterministic-inference"]
             if self.dtype:
                 argv += ["--dtype", self.dtype]

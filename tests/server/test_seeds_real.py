@@ -10,7 +10,7 @@ import json
 import pytest
 
 from atts.commands.evaluate import evaluate_async
-from atts.runtime.seeds import seed_support
+from atts.runtime.seed_support import seed_support
 from atts.runtime.session import run_with_roles
 from atts.tasks.datasets import load_from_config
 

@@ -5,7 +5,7 @@ policies are then compared per question, not per sample."""
 from atts.analysis.paired import paired_by_question, sign_test
 from atts.commands.compare import Entry, paired_section
 from atts.config import parse_config
-from atts.runtime.seeds import DETERMINISTIC_FLAG, seed_support
+from atts.runtime.seed_support import DETERMINISTIC_FLAG, seed_support
 from atts.serving.spec import ServerSpec
 
 

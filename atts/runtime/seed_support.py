@@ -1,4 +1,5 @@
-"""Whether a run's per-request seeds are honoured by its engines (issue 13 item 3).
+"""Whether a run's per-request seeds are honoured by its engines (issue 13 item 3). Not to
+be confused with `atts.seeds`, which derives the seeds themselves.
 
 SGLang 0.5.23 reads ``sampling_seed`` only on a server started with
 ``--enable-deterministic-inference``; atts passes that flag on the GPU servers it
