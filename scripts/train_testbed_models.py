@@ -41,6 +41,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from atts.tasks import reasoning  # noqa: E402
+import hf_training  # noqa: E402  (scripts/: what both training scripts share)
+from hf_training import collate, previous_card, prompt_ids  # noqa: E402
 
 SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>", "<|system|>", "<|user|>", "<|assistant|>",
             "<think>", "</think>"]
@@ -92,11 +94,6 @@ def think_tags_as_text(tk):
     return Tokenizer.from_str(json.dumps(d))
 
 
-def prompt_ids(tok, problem: str) -> list[int]:
-    text = tok.apply_chat_template([{"role": "user", "content": problem}], add_generation_prompt=True, tokenize=False)
-    return tok.encode(text, add_special_tokens=False)
-
-
 def encode_example(tok, problem: str, sol: reasoning.Solution) -> tuple[list[int], list[int]]:
     """Chat ids (user problem, assistant solution + eos) and the loss mask: 1 on solution
     tokens that start inside a loss span (wrong injected paragraphs excluded)."""
@@ -108,16 +105,6 @@ def encode_example(tok, problem: str, sol: reasoning.Solution) -> tuple[list[int
             j += 1
         mask.append(int(j < len(spans) and spans[j][0] <= start))
     return p_ids + enc["input_ids"] + [tok.eos_token_id], [0] * len(p_ids) + mask + [1]
-
-
-def llama_config(tok, arch: dict):
-    from transformers import LlamaConfig
-
-    arch = {k: v for k, v in arch.items() if k != "vocab"}
-    return LlamaConfig(vocab_size=len(tok), head_dim=64, num_key_value_heads=arch["num_attention_heads"],
-                       max_position_embeddings=MAX_POSITIONS, rms_norm_eps=1e-5, rope_theta=10000.0,
-                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       pad_token_id=tok.pad_token_id, **arch)
 
 
 def length_batches(examples, tokens_per_batch: int, rng: random.Random):
@@ -142,71 +129,12 @@ def length_batches(examples, tokens_per_batch: int, rng: random.Random):
                 yield [examples[j] for j in b]
 
 
-def collate(batch, pad_id: int):
-    n = max(len(ids) for ids, _ in batch)
-    x = torch.full((len(batch), n), pad_id, dtype=torch.long)
-    y = torch.full((len(batch), n), -100, dtype=torch.long)
-    att = torch.zeros((len(batch), n), dtype=torch.long)
-    for r, (ids, mask) in enumerate(batch):
-        x[r, :len(ids)] = torch.tensor(ids)
-        att[r, :len(ids)] = 1
-        y[r, :len(ids)] = torch.tensor([t if m else -100 for t, m in zip(ids, mask)])
-    return x, y, att
-
-
-@torch.no_grad()
 def greedy_accuracy(model, tok, problems, batch_size: int = 50) -> float:
-    """Exact match of the boxed answer under greedy decoding, batched with left padding;
-    at most 1.3x the longest reference solution's tokens (+64) per batch."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(problems), batch_size):
-        chunk = problems[i:i + batch_size]
-        max_new = 64 + int(1.3 * max(len(tok.encode(reasoning.reference_solution(p))) for p in chunk))
-        prompts = [prompt_ids(tok, p.problem) for p in chunk]
-        n = max(map(len, prompts))
-        x = torch.full((len(chunk), n), tok.pad_token_id, dtype=torch.long)
-        att = torch.zeros_like(x)
-        for r, ids in enumerate(prompts):
-            x[r, n - len(ids):] = torch.tensor(ids)
-            att[r, n - len(ids):] = 1
-        out = model.generate(input_ids=x, attention_mask=att, max_new_tokens=max_new, do_sample=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-        for p, row in zip(chunk, out[:, n:]):
-            correct += f"\\boxed{{{p.answer}}}" in tok.decode(row, skip_special_tokens=True)
-    model.train()
-    return correct / len(problems)
-
-
-def write_checkpoint(model, tok, out: Path, card: dict) -> None:
-    """save_pretrained, then config.json / tokenizer_config.json reduced to fields that
-    transformers 4.57 (older SGLang/vLLM builds) and 5.x both understand."""
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    c = model.config
-    config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": c.vocab_size,
-        "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
-        "num_hidden_layers": c.num_hidden_layers, "num_attention_heads": c.num_attention_heads,
-        "num_key_value_heads": c.num_key_value_heads, "head_dim": c.head_dim, "hidden_act": "silu",
-        "max_position_embeddings": c.max_position_embeddings, "rms_norm_eps": c.rms_norm_eps,
-        "rope_theta": 10000.0, "rope_scaling": None, "attention_bias": False, "mlp_bias": False,
-        "tie_word_embeddings": True, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id, "torch_dtype": "float32", "initializer_range": 0.02, "use_cache": True,
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    gen = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
-    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
-    tc_path = out / "tokenizer_config.json"
-    tc = json.loads(tc_path.read_text())
-    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
-    tc["chat_template"] = CHAT_TEMPLATE
-    for k in ("backend", "is_local", "extra_special_tokens"):
-        tc.pop(k, None)
-    tc_path.write_text(json.dumps(tc, indent=2) + "\n")
-    (out / "chat_template.jinja").unlink(missing_ok=True)
-    (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+    """Exact match of the boxed answer under greedy decoding; at most 1.3x the longest
+    reference solution's tokens (+64) per batch."""
+    return hf_training.greedy_accuracy(
+        model, tok, problems, batch_size=batch_size,
+        max_new=lambda chunk: 64 + int(1.3 * max(len(tok.encode(reasoning.reference_solution(p))) for p in chunk)))
 
 
 def grow_depth(model, layers: int):
@@ -224,11 +152,6 @@ def grow_depth(model, layers: int):
         torch.nn.init.zeros_(layer.mlp.down_proj.weight)  # the MLP adds 0 to the residual
     assert all(".layers." in k for k in missing), missing
     return grown
-
-
-def _previous(init: str | None) -> dict | None:
-    p = Path(init) / "training.json" if init else None
-    return json.loads(p.read_text()) if p and p.exists() else None
 
 
 def train_role(role: str, args, eval_problems) -> dict:
@@ -251,7 +174,7 @@ def train_role(role: str, args, eval_problems) -> dict:
                 for p in problems]
     torch.manual_seed(args.seed)
     # continue a saved checkpoint (its tokenizer and architecture win), or start fresh
-    model = LlamaForCausalLM.from_pretrained(init, dtype=torch.float32) if init else LlamaForCausalLM(llama_config(tok, arch))
+    model = LlamaForCausalLM.from_pretrained(init, dtype=torch.float32) if init else LlamaForCausalLM(hf_training.llama_config(tok, arch, MAX_POSITIONS))
     grow = getattr(args, f"{role}_grow_to")
     if grow:
         model = grow_depth(model, grow)
@@ -303,13 +226,13 @@ def train_role(role: str, args, eval_problems) -> dict:
             "target_error_share": error_share, "seed": args.seed, "train_wall_seconds": round(wall, 1),
             "train_tokens": seen, "torch_threads": torch.get_num_threads(), "eval_history": history,
             "transformers_greedy_accuracy_test": acc, "eval_problems": len(eval_problems),
-            "init_from": init, "tokenizer_from": tok_from, "previous_training": _previous(init),
+            "init_from": init, "tokenizer_from": tok_from, "previous_training": previous_card(init),
             "schedule": "linear warm-up over 5% of the steps, then cosine to 0.1x over the steps or the time cap, whichever ends first",
             "autocast": "bfloat16" if args.autocast_bf16 else None,
             "target_errors": args.target_errors if error_share else None,
             "error_kinds": reasoning.ERROR_KINDS if error_share and args.target_errors == "draft" else None,
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
-    write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card)
+    hf_training.write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card, CHAT_TEMPLATE)
     print(f"[{role}] done in {wall:.0f}s, greedy test accuracy {acc:.3f}", flush=True)
     return card
 

@@ -30,6 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from atts.tasks import arith  # noqa: E402
+import hf_training  # noqa: E402  (scripts/: what both training scripts share)
+from hf_training import collate, previous_card, prompt_ids  # noqa: E402
 
 SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>", "<|system|>", "<|user|>", "<|assistant|>"]
 # every printable ASCII character plus newline: the task needs ~40 of them, the rest keep
@@ -74,31 +76,9 @@ def build_tokenizer():
 def encode_example(tok, problem: str, solution: str) -> tuple[list[int], list[int]]:
     """Token ids of the chat (user problem, assistant solution + eos) and the loss mask
     (1 on the assistant's tokens only)."""
-    prompt = tok.apply_chat_template(
-        [{"role": "user", "content": problem}], add_generation_prompt=True, tokenize=False
-    )
-    p_ids = tok.encode(prompt, add_special_tokens=False)
+    p_ids = prompt_ids(tok, problem)
     s_ids = tok.encode(solution, add_special_tokens=False) + [tok.eos_token_id]
     return p_ids + s_ids, [0] * len(p_ids) + [1] * len(s_ids)
-
-
-def llama_config(tok, arch: dict):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=len(tok),
-        head_dim=64,
-        num_key_value_heads=arch["num_attention_heads"],
-        max_position_embeddings=512,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        torch_dtype="float32",
-        **arch,
-    )
 
 
 def batches(examples, batch_size: int, rng: random.Random):
@@ -109,101 +89,8 @@ def batches(examples, batch_size: int, rng: random.Random):
             yield [examples[j] for j in idx[i : i + batch_size]]
 
 
-def collate(batch, pad_id: int):
-    n = max(len(ids) for ids, _ in batch)
-    x = torch.full((len(batch), n), pad_id, dtype=torch.long)
-    y = torch.full((len(batch), n), -100, dtype=torch.long)
-    att = torch.zeros((len(batch), n), dtype=torch.long)
-    for r, (ids, mask) in enumerate(batch):
-        x[r, : len(ids)] = torch.tensor(ids)
-        att[r, : len(ids)] = 1
-        lab = torch.tensor([t if m else -100 for t, m in zip(ids, mask)])
-        y[r, : len(ids)] = lab
-    return x, y, att
-
-
-@torch.no_grad()
-def greedy_accuracy(model, tok, problems, batch_size: int = 64, max_new: int = 120) -> float:
-    """Exact-match accuracy of greedy decoding (the boxed answer), batched with left padding."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(problems), batch_size):
-        chunk = problems[i : i + batch_size]
-        prompts = [
-            tok.encode(
-                tok.apply_chat_template([{"role": "user", "content": p.problem}], add_generation_prompt=True, tokenize=False),
-                add_special_tokens=False,
-            )
-            for p in chunk
-        ]
-        n = max(map(len, prompts))
-        x = torch.full((len(chunk), n), tok.pad_token_id, dtype=torch.long)
-        att = torch.zeros_like(x)
-        for r, ids in enumerate(prompts):
-            x[r, n - len(ids) :] = torch.tensor(ids)
-            att[r, n - len(ids) :] = 1
-        out = model.generate(
-            input_ids=x, attention_mask=att, max_new_tokens=max_new, do_sample=False,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        )
-        for p, row in zip(chunk, out[:, n:]):
-            text = tok.decode(row, skip_special_tokens=True)
-            if f"\\boxed{{{p.answer}}}" in text:
-                correct += 1
-    model.train()
-    return correct / len(problems)
-
-
-def write_hf_checkpoint(model, tok, out: Path, card_extra: dict) -> None:
-    """save_pretrained, then keep config.json and tokenizer_config.json to fields that
-    both transformers 4.57 (older SGLang/vLLM builds) and 5.x understand."""
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    cfg = model.config
-    config = {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": cfg.num_hidden_layers,
-        "num_attention_heads": cfg.num_attention_heads,
-        "num_key_value_heads": cfg.num_key_value_heads,
-        "head_dim": cfg.head_dim,
-        "hidden_act": "silu",
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": 10000.0,
-        "rope_scaling": None,
-        "attention_bias": False,
-        "mlp_bias": False,
-        "tie_word_embeddings": True,
-        "bos_token_id": tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-        "torch_dtype": "float32",
-        "initializer_range": 0.02,
-        "use_cache": True,
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    gen = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
-    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
-    tc_path = out / "tokenizer_config.json"
-    tc = json.loads(tc_path.read_text())
-    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
-    tc["chat_template"] = CHAT_TEMPLATE
-    for k in ("backend", "is_local", "extra_special_tokens"):
-        tc.pop(k, None)
-    tc_path.write_text(json.dumps(tc, indent=2) + "\n")
-    (out / "chat_template.jinja").unlink(missing_ok=True)
-    (out / "training.json").write_text(json.dumps(card_extra, indent=2) + "\n")
-
-
-def _previous(init: str | None):
-    if not init or not (Path(init) / "training.json").exists():
-        return None
-    return json.loads((Path(init) / "training.json").read_text())
+def greedy_accuracy(model, tok, problems) -> float:
+    return hf_training.greedy_accuracy(model, tok, problems, max_new=120, batch_size=64)
 
 
 def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
@@ -218,7 +105,7 @@ def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
         model = LlamaForCausalLM.from_pretrained(init, dtype=torch.float32)
         arch = {k: getattr(model.config, k) for k in arch}
     else:
-        model = LlamaForCausalLM(llama_config(tok, arch))
+        model = LlamaForCausalLM(hf_training.llama_config(tok, arch, max_positions=512))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[{role}] {arch} params={n_params/1e6:.2f}M steps={steps} lr={lr}", flush=True)
     t0 = time.time()
@@ -259,9 +146,9 @@ def train_one(role: str, args, tok, train_examples, eval_problems) -> dict:
         "stop_at_accuracy": args.draft_stop_at_accuracy if role == "draft" else None, "seed": args.seed, "train_wall_seconds": round(wall, 1),
         "torch_threads": torch.get_num_threads(), "transformers_greedy_accuracy_test": acc,
         "eval_problems": len(eval_problems), "init_only": args.init_only,
-        "init_from": init, "previous_training": _previous(init),
+        "init_from": init, "previous_training": previous_card(init),
     }
-    write_hf_checkpoint(model, tok, Path(args.out) / f"tiny-{role}", info)
+    hf_training.write_checkpoint(model, tok, Path(args.out) / f"tiny-{role}", info, CHAT_TEMPLATE)
     print(f"[{role}] done in {wall:.0f}s, greedy test accuracy (transformers) {acc}", flush=True)
     return info
 
