@@ -129,7 +129,7 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
             st.turn += 1
             new_text, cut = st.text, g.finish == "length"
             row = {"q": k, "turn": st.turn - 1, "ppl": s.ppl, "tokens": len(g.token_ids),
-                   "text_start": len(text), "text": new_text}
+                   "text_start": len(text), "text": new_text, "cut": cut}
             for suffix, labels in (("", False), ("_labels", True)):  # the two readings of an error
                 row["prefix_ok" + suffix] = reasoning.first_error(p, text, complete=False, labels=labels) is None
                 row["error" + suffix] = reasoning.first_error(p, new_text, complete=not cut, labels=labels) is not None
@@ -154,7 +154,7 @@ async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> tuple[di
         p = problems[c["q"]]
         g = await target.generate(pt.prompt_ids(question(p)) + pt.encode(c["text"]),
                                   max_new_tokens=a.chunk * a.max_turns, temperature=a.temperature, seed=c["q"])
-        return {"q": c["q"], "kind": reasoning.first_error_kind(p, c["text"]),
+        return {"q": c["q"], "kind": reasoning.first_error_kind(p, c["text"], complete=not c["cut"]),  # judged as the error was
                 "right": extract_boxed(c["text"] + g.text) == p.answer,
                 "wrote_a_correction": any(map(reasoning.is_correction, g.text.split(reasoning.PARAGRAPH))),
                 "after_think_closed": "</think>" in c["text"], "draft_text": c["text"], "continuation": g.text}
@@ -163,7 +163,7 @@ async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> tuple[di
     out = share(sum(c["right"] for c in cases), len(cases))
     if not suffix:
         out["by_kind"] = {}
-        for k in sorted({c["kind"] for c in cases}):
+        for k in sorted({c["kind"] for c in cases}, key=str):
             of = [c for c in cases if c["kind"] == k]
             out["by_kind"][k] = {**share(sum(c["right"] for c in of), len(of)),
                                  "wrote_a_correction": sum(c["wrote_a_correction"] for c in of),

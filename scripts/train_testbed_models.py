@@ -10,8 +10,9 @@ vocabularies, so draft text is re-encoded for the target as with R1-Llama + QwQ)
 `PreTrainedTokenizerFast`, and a chat template whose generation prompt opens a reasoning
 block (`<think>\\n`), as R1's and QwQ's do.
 
-- The draft (2 layers) trains on clean solutions and stops once its greedy accuracy on
-  held-out problems reaches `--draft-stop-at-accuracy`: it is weak on purpose.
+- The draft (2 layers by default; the shipped one was grown to 3, `--draft-grow-to`) trains
+  on clean solutions and stops once its greedy accuracy on held-out problems reaches
+  `--draft-stop-at-accuracy`: it is weak on purpose.
 - The target (8 layers) also trains on solutions with one error carried on unnoticed,
   then fixed ("Wait, ..."); the wrong paragraphs carry no loss, so it learns to repair a
   wrong chunk it continues after (append mode), not to err. `--target-errors draft` (the
@@ -23,7 +24,9 @@ block (`<think>\\n`), as R1's and QwQ's do.
   the real pair's ~2.2 (../shared/reference/REAL_WORKLOAD.md).
 
 head_dim is 64 (FlashInfer and vLLM's CPU attention reject smaller heads); config.json
-keeps to fields that transformers 4.57 and 5.x both read. CI never retrains.
+keeps to fields that transformers 4.57 and 5.x both read (`hf_training.py`, shared with
+`train_tiny_models.py`). `--autocast-bf16` trains under bfloat16 autocast, weights in
+float32 (the 10-layer target of docs/testbed_chain.md). CI never retrains.
 """
 
 from __future__ import annotations

@@ -512,12 +512,12 @@ def first_error(p: ChainProblem, text: str, *, complete: bool = True, labels: bo
     return None
 
 
-def first_error_kind(p: ChainProblem, text: str) -> str | None:
-    """The kind of ``text``'s first error (`first_error`, the last paragraph taken as cut
-    off), or None: `ERROR_KINDS`' names ("value", "branch", "closing"), or "count" for a
-    round paragraph with the right branch and value but a wrong count-down or start value.
-    What a repair depends on (docs/testbed_chain.md)."""
-    off = first_error(p, text, complete=False)
+def first_error_kind(p: ChainProblem, text: str, *, complete: bool = False) -> str | None:
+    """The kind of ``text``'s first error (`first_error`; ``complete`` as there: by default
+    the last paragraph is taken as cut off), or None: `ERROR_KINDS`' names ("value",
+    "branch", "closing"), or "count" for a round paragraph with the right branch and value
+    but a wrong count-down or start value. What a repair depends on (docs/testbed_chain.md)."""
+    off = first_error(p, text, complete=complete)
     if off is None:
         return None
     para = text[off:].split(PARAGRAPH)[0]

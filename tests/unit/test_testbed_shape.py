@@ -81,6 +81,21 @@ def test_the_error_judge_reads_count_down_and_values_not_round_numbers():
     assert reasoning.first_error(p, edited(f"= {result}", f"= {int(result) + 1}")) == off
 
 
+def test_error_kind_reads_a_finished_chunk_whole():
+    """`first_error_kind(complete=True)` judges the last paragraph too: a finished draft
+    chunk whose only error is its boxed answer is a closing error, not None (the
+    measurement script crashed sorting a None kind before it passed ``complete``)."""
+    import random
+
+    p = reasoning.generate("test", 1)[0]
+    text = reasoning.solve(p, random.Random(0)).text
+    wrong = text.replace(f"\\boxed{{{p.answer}}}", f"\\boxed{{{int(p.answer) + 1}}}")
+    assert wrong != text
+    assert reasoning.first_error_kind(p, wrong) is None  # the last paragraph taken as cut off
+    assert reasoning.first_error_kind(p, wrong, complete=True) == "closing"
+    assert reasoning.first_error_kind(p, text, complete=True) is None
+
+
 def test_the_draft_like_error_lessons_are_draft_like_and_repaired():
     """`reasoning.solve(with_error=True, errors="draft")`, the shipped target's repair
     lessons: every kind of the draft's errors (`ERROR_KINDS`) appears, carried on for 0
