@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/measure_testbed_models.py --n 200 --json docs/testbed_models_measured.json
     .venv/bin/python scripts/measure_testbed_models.py --n 200 --repairs-only --dump-repairs repairs.json
+    .venv/bin/python scripts/measure_testbed_models.py --summarize-dump repairs.json   # no servers
 
 Starts both servers (one torch thread each) and measures, on the `chain` test split,
 with the testbed config's chunking (fixed-size chunks of `--chunk` draft tokens, no stop
@@ -18,9 +19,11 @@ string, `--max-turns` cap) and sampling temperature:
 - the largest share of calibration-split first-chunk PPLs that any single value holds,
   at the gate's resolution (exact float, and rounded to 1e-4);
 - append mode: after the first wrong draft chunk, the target continues to the end; the
-  share of continuations that end with the right answer (both readings of "wrong"), and
-  by the kind of the first error (a wrong value, the other branch, a closing paragraph,
-  a count-down: `reasoning.first_error_kind`);
+  share of continuations that end with the right answer (both readings of "wrong"), the
+  same among errors that change the answer (`reasoning.error_washes_out`: many wrong
+  values are forgotten by the end of a parity rule's cycle), and by the kind of the
+  first error (a wrong value, the other branch, a closing paragraph, a count-down:
+  `reasoning.first_error_kind`);
 - per-token decode cost of each model at batch 1 and 16 streams, and the ratio.
 """
 
@@ -155,22 +158,35 @@ async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> tuple[di
         g = await target.generate(pt.prompt_ids(question(p)) + pt.encode(c["text"]),
                                   max_new_tokens=a.chunk * a.max_turns, temperature=a.temperature, seed=c["q"])
         return {"q": c["q"], "kind": reasoning.first_error_kind(p, c["text"], complete=not c["cut"]),  # judged as the error was
+                "washes_out": reasoning.error_washes_out(p, c["text"], complete=not c["cut"]),
                 "right": extract_boxed(c["text"] + g.text) == p.answer,
                 "wrote_a_correction": any(map(reasoning.is_correction, g.text.split(reasoning.PARAGRAPH))),
                 "after_think_closed": "</think>" in c["text"], "draft_text": c["text"], "continuation": g.text}
 
     cases = await asyncio.gather(*(one(c) for c in firsts))
+    return repair_figures(cases, by_kind=not suffix), list(cases)
+
+
+def repair_figures(cases: list[dict], by_kind: bool = True) -> dict:
+    """The share of continuations that end right; with ``by_kind`` also ``answer_changing``,
+    the same among the cases whose error does not wash out (`reasoning.error_washes_out`: carried on
+    faithfully, it would end at the right answer anyway), the repairs that had something
+    to repair; by kind also how many wrote a correction and came after a closed think block."""
     out = share(sum(c["right"] for c in cases), len(cases))
-    if not suffix:
+    if by_kind:  # not for the round-label reading: a wrong round number changes no answer
+        changing = [c for c in cases if not c.get("washes_out")]
+        out["answer_changing"] = share(sum(c["right"] for c in changing), len(changing))
         out["by_kind"] = {}
         for k in sorted({c["kind"] for c in cases}, key=str):
             of = [c for c in cases if c["kind"] == k]
             out["by_kind"][k] = {**share(sum(c["right"] for c in of), len(of)),
+                                 "washes_out": sum(bool(c.get("washes_out")) for c in of),
+                                 "right_when_the_answer_changes": sum(c["right"] and not c.get("washes_out") for c in of),
                                  "wrote_a_correction": sum(c["wrote_a_correction"] for c in of),
                                  "wrong_without_a_correction": sum(not c["right"] and not c["wrote_a_correction"]
                                                                    for c in of),
                                  "after_think_closed": sum(c["after_think_closed"] for c in of)}
-    return out, list(cases)
+    return out
 
 
 def dump_repairs(a, cases: list[dict], out: dict) -> dict:
@@ -230,6 +246,19 @@ async def measure(urls: dict, a) -> dict:
     return out
 
 
+def summarize_dump(path: Path) -> dict:
+    """`repair_figures` of a ``--dump-repairs`` file (problems regenerated from the test
+    split by index; a dump from before ``washes_out`` was recorded is judged now)."""
+    cases = json.loads(path.read_text())
+    problems = reasoning.generate("test", max(c["q"] for c in cases) + 1)
+    for c in cases:
+        p = problems[c["q"]]
+        # the dump keeps the draft text, not whether its last chunk was cut: judge it as cut
+        # unless it closed the solution (a boxed answer), as the runner's end test would
+        c["washes_out"] = reasoning.error_washes_out(p, c["draft_text"], complete="\\boxed{" in c["draft_text"])
+    return repair_figures(cases)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200, help="test problems")
@@ -241,9 +270,14 @@ def main() -> int:
     ap.add_argument("--dump-repairs", metavar="PATH", help="write each append-mode repair case (the draft's text "
                     "up to its first wrong chunk, the target's continuation, the error's kind, the outcome) here")
     ap.add_argument("--repairs-only", action="store_true", help="measure only the append-mode repairs")
+    ap.add_argument("--summarize-dump", metavar="PATH", help="no servers: the repair figures of a --dump-repairs "
+                    "file, with each error's washout judged again (`reasoning.error_washes_out`, test split)")
     ap.add_argument("--draft", default=str(ROOT / "models/chain-draft"))
     ap.add_argument("--target", default=str(ROOT / "models/chain-target"))
     a = ap.parse_args()
+    if a.summarize_dump:
+        print(json.dumps(summarize_dump(Path(a.summarize_dump)), indent=2))
+        return 0
     specs = [ServerSpec("draft", a.draft, context_length=4096, max_total_tokens=65536, cpu_threads=1),
              ServerSpec("target", a.target, context_length=4096, max_total_tokens=65536, cpu_threads=1)]
     t0 = time.time()

@@ -528,3 +528,23 @@ def first_error_kind(p: ChainProblem, text: str, *, complete: bool = False) -> s
             return "branch"
         return "value" if int(c) != _eq_value(int(a), op, int(b)) else "count"
     return "closing" if _BOXED.search(para) or not eqs else "value"
+
+
+def error_washes_out(p: ChainProblem, text: str, *, complete: bool = False) -> bool:
+    """Whether ``text``'s first error (`first_error`, ``complete`` as there) would leave the
+    answer right anyway: it is a round paragraph whose written result, carried on
+    faithfully for the rounds its count-down says are left, ends at ``p``'s answer. A
+    parity rule's values fall into short cycles, so a wrong value or branch early on is
+    often forgotten by the end: a continuation that ends right after such an error has
+    not repaired anything (docs/testbed_chain.md). False for every other error, or none."""
+    off = first_error(p, text, complete=complete)
+    if off is None:
+        return False
+    para = text[off:].split(PARAGRAPH)[0]
+    eqs, m, left = _EQ.findall(para), _ROUND.search(para), _LEFT.search(para)
+    if not (eqs and m and left):
+        return False
+    v = int(eqs[0][3])
+    for _ in range(int(left.group(1))):
+        v = p.rule.apply(v)
+    return str(v) == p.answer

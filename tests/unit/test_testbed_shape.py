@@ -96,6 +96,30 @@ def test_error_kind_reads_a_finished_chunk_whole():
     assert reasoning.first_error_kind(p, text, complete=True) is None
 
 
+def test_an_error_that_the_rule_forgets_washes_out():
+    """`error_washes_out`: the other branch at 34 (threshold 37, +6 / -6) gives 28, and 28 + 6
+    = 34 is the right answer after 2 rounds anyway (a case the measurement counted as a
+    repair); a wrong value of 50 goes on to 44 and changes the answer; a right text or a
+    closing error does not wash out."""
+    rule = reasoning.Rule("threshold", 6, 6, 37)
+    p = reasoning.ChainProblem("x", "Mia has 34 marbles. ...", "34", 34, rule, 2)
+    head = ["Okay, let me work through this step by step.", "We start with 34."]
+
+    def text(*paras):
+        return reasoning.PARAGRAPH.join(head + list(paras))
+
+    right = text("Round 1 (1 left): 34 is less than 37, so I add 6. 34 + 6 = 40.", "Round 2 (0 left): ")
+    branch = text("Round 1 (1 left): 34 is not less than 37, so I take away 6. 34 - 6 = 28.", "Round 2 (0 left): ")
+    value = text("Round 1 (1 left): 34 is less than 37, so I add 6. 34 + 6 = 50.", "Round 2 (0 left): ")
+    closing = text("Round 1 (1 left): 34 is less than 37, so I add 6. 34 + 6 = 40.",
+                   "All 2 rounds are done, and the value is 40.", "The final value is \\boxed{40}.")
+    assert reasoning.first_error_kind(p, branch) == "branch" and reasoning.error_washes_out(p, branch)
+    assert reasoning.first_error_kind(p, value) == "value" and not reasoning.error_washes_out(p, value)
+    assert not reasoning.error_washes_out(p, right) and reasoning.first_error(p, right, complete=False) is None
+    assert reasoning.first_error_kind(p, closing, complete=True) == "closing"
+    assert not reasoning.error_washes_out(p, closing, complete=True)
+
+
 def test_the_draft_like_error_lessons_are_draft_like_and_repaired():
     """`reasoning.solve(with_error=True, errors="draft")`, the shipped target's repair
     lessons: every kind of the draft's errors (`ERROR_KINDS`) appears, carried on for 0
