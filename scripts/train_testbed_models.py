@@ -18,7 +18,9 @@ block (`<think>\\n`), as R1's and QwQ's do.
   wrong chunk it continues after (append mode), not to err. `--target-errors draft` (the
   shipped target): the draft's own error kinds (`reasoning.ERROR_KINDS`) carried on for
   0-4 rounds with the usual asides, sometimes through the closing answer; `slips` (the
-  first target): a wrong result carried on for 0-2 rounds (docs/testbed_chain.md).
+  first target): a wrong result carried on for 0-2 rounds (docs/testbed_chain.md);
+  `recheck`: every solution looks back every 3-5 rounds, redoing the last rounds, and
+  the look-back finds the injected error (`reasoning.LOOK_BACK`).
 - Per-token decode cost on SGLang's CPU path is ~1.25 ms + 0.45 ms per layer at batch 1
   (models/README.md), so 2 vs 8 layers gives a target/draft cost ratio of about 2.3,
   the real pair's ~2.2 (../shared/reference/REAL_WORKLOAD.md).
@@ -172,8 +174,9 @@ def train_role(role: str, args, eval_problems) -> dict:
     init = getattr(args, f"{role}_init_from")
     tok_from = init or getattr(args, f"{role}_tokenizer_from")  # keep a committed vocabulary
     tok = AutoTokenizer.from_pretrained(tok_from) if tok_from else build_tokenizer(arch["vocab"], corpus)
+    errors = args.target_errors if role == "target" else "draft"  # the draft learns clean text without look-backs
     examples = [encode_example(tok, p.problem, reasoning.solve(p, rng, with_error=rng.random() < error_share,
-                                                              errors=args.target_errors))
+                                                              errors=errors))
                 for p in problems]
     torch.manual_seed(args.seed)
     # continue a saved checkpoint (its tokenizer and architecture win), or start fresh
@@ -232,7 +235,7 @@ def train_role(role: str, args, eval_problems) -> dict:
             "init_from": init, "tokenizer_from": tok_from, "previous_training": previous_card(init),
             "schedule": "linear warm-up over 5% of the steps, then cosine to 0.1x over the steps or the time cap, whichever ends first",
             "autocast": "bfloat16" if args.autocast_bf16 else None,
-            "target_errors": args.target_errors if error_share else None,
+            "target_errors": args.target_errors if role == "target" else None,
             "error_kinds": reasoning.ERROR_KINDS if error_share and args.target_errors == "draft" else None,
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
     hf_training.write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card, CHAT_TEMPLATE)
@@ -258,7 +261,8 @@ def main() -> None:
     ap.add_argument("--target-error-share", type=float, default=0.35,
                     help="share of target training solutions with one injected, corrected error")
     ap.add_argument("--target-errors", choices=reasoning.ERROR_MODELS, default="draft",
-                    help="the error lessons: draft (the draft's own kinds: the shipped target's) or slips (the first target's)")
+                    help="the error lessons: draft (the draft's own kinds: the shipped target's), slips (the first "
+                         "target's) or recheck (look-backs every 3-5 rounds that find the draft's kinds of error)")
     ap.add_argument("--draft-stop-at-accuracy", type=float, default=0.75)
     ap.add_argument("--autocast-bf16", action="store_true",
                     help="forward and backward under bfloat16 autocast (weights, optimizer and checkpoint stay "

@@ -30,7 +30,11 @@ That was the first target's lesson (``errors="slips"``). The shipped target lear
 the other branch of the rule, a closing paragraph too early or wrong; carried 0-4 rounds
 with the usual asides, sometimes through the closing answer), 50% of its examples at
 first, then 15%: with 50% it repaired more but also "corrected" right text in a quarter
-of its own solutions (docs/testbed_chain.md).
+of its own solutions (docs/testbed_chain.md). ``errors="recheck"`` (tried on 2026-11-30,
+docs/testbed_chain.md): every solution looks back every 3-5 rounds (`LOOK_BACK`), redoing
+the last rounds from the values written, and the error lessons are found by such a
+look-back ("round 4: 47 + 1 = 48, but I wrote 58, so that was wrong"): noticing a wrong
+value becomes writing the right one and comparing.
 
 Splits are disjoint by construction (a hash bucket of the problem text), seeded.
 """
@@ -285,7 +289,7 @@ ERROR_KINDS = {"value": 0.55, "branch": 0.3, "closing": 0.15}
 CARRY = (0, 0, 1, 1, 2, 2, 3, 4)
 THROUGH_ANSWER = 0.5      # an error carried past the last round: the closing paragraph too
 CLOSING_WITH_ANSWER = 0.6  # a wrong closing paragraph: the boxed answer after it too
-ERROR_MODELS = ("slips", "draft")
+ERROR_MODELS = ("slips", "draft", "recheck")
 
 
 def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False, errors: str = "slips") -> Solution:
@@ -299,6 +303,8 @@ def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False, erro
         raise ValueError(f"errors must be one of {sorted(ERROR_MODELS)}, got {errors!r}")
     if with_error and errors == "draft":
         return _solve_with_draft_error(p, rng)
+    if errors == "recheck":
+        return _solve_with_rechecks(p, rng, with_error=with_error)
     paras: list[tuple[str, bool]] = [(rng.choice(INTRO), True), (rng.choice(START).format(v=p.start), True)]
     err_at = rng.randrange(p.rounds) if with_error else None
     carry = min(rng.choice((0, 0, 0, 1, 1, 2)), p.rounds - 1 - err_at) if with_error else 0
@@ -415,6 +421,96 @@ def _carried_error(rng: random.Random, p: ChainProblem, kind: str, r: int, v: in
     return out + [(fix, True), (rng.choice(REDO).format(r=r + 1, v=right), True)]
 
 
+# Look-backs (`errors="recheck"`): every 3-5 rounds the solution redoes the last rounds
+# (at most 4) from the values it wrote, and says where a result differs from the one it had. A tiny target
+# writes a right result far more reliably than it notices a wrong one already written
+# (wrong values: 8 of 111 repaired, docs/testbed_chain.md), so the look-back turns the
+# noticing into writing: recompute, then compare the result with the one written after
+# the same round, a copy the attention finds by the round's number.
+LOOK_BACK = [
+    "Let me look back at the last rounds: {items}.",
+    "Before going on, let me redo the last rounds: {items}.",
+    "A quick look back at the last few rounds: {items}.",
+]
+LOOK_BACK_OPENINGS = tuple(t.split("{")[0] for t in LOOK_BACK)
+LOOK_BACK_SAME = "round {r}: {eq}"
+LOOK_BACK_MISS = "round {r}: {eq}, but I wrote {bad}, so that was wrong"
+LOOK_BACK_WINDOW = 4           # rounds a look-back covers at most (the draft's 128-token chunk holds ~4)
+LOOK_BACK_EVERY = (3, 4, 4, 5)  # rounds between two look-backs
+LOOK_BACK_CARRY = (0, 1, 1, 2, 2, 3)  # rounds an error is carried before the look-back finds it
+
+
+def _look_back(rng: random.Random, p: ChainProblem, rounds: list[tuple[int, int, int]]) -> str:
+    """A look-back paragraph over ``rounds`` (round index, value it started from, result
+    written), oldest first: each redone from its start value; the first whose written
+    result differs ends the paragraph with "but I wrote ..., so that was wrong"."""
+    items = []
+    for r, a, shown in rounds:
+        right = p.rule.apply(a)
+        if shown != right:
+            items.append(LOOK_BACK_MISS.format(r=r + 1, eq=equation(p.rule, a, right), bad=shown))
+            break
+        items.append(LOOK_BACK_SAME.format(r=r + 1, eq=equation(p.rule, a, right)))
+    return rng.choice(LOOK_BACK).format(items="; ".join(items))
+
+
+def _solve_with_rechecks(p: ChainProblem, rng: random.Random, *, with_error: bool) -> Solution:
+    """``solve(errors="recheck")``: a solution with a look-back (`LOOK_BACK`) every 3-5
+    rounds. With ``with_error``, one draft-like error (``ERROR_KINDS``): a wrong value or
+    branch carried on for 0-3 rounds (no loss), then the look-back that finds it and the
+    redo; a closing error fixed as in ``errors="draft"``."""
+    paras: list[tuple[str, bool]] = [(rng.choice(INTRO), True), (rng.choice(START).format(v=p.start), True)]
+    kind = rng.choices(list(ERROR_KINDS), weights=list(ERROR_KINDS.values()))[0] if with_error else None
+    err_at = (rng.randrange(1, p.rounds + 1) if kind == "closing" else rng.randrange(p.rounds)) if kind else None
+    if kind == "branch" and _other_branch(p, _value_after(p, err_at)) is None:
+        kind = "value"
+    since: list[tuple[int, int, int]] = []  # the rounds written since the last look-back
+    due = rng.choice(LOOK_BACK_EVERY)
+    v, r = p.start, 0
+    while r <= p.rounds:
+        if kind == "closing" and r == err_at:
+            bad = v if r < p.rounds else slip(rng, v)
+            paras += _closing(rng, p, bad, through=rng.random() < CLOSING_WITH_ANSWER)
+            fix = rng.choice(FIX_EARLY).format(k=r, n=p.rounds) if r < p.rounds else \
+                rng.choice(FIX_FINAL).format(n=p.rounds, v=v, bad=bad)
+            paras += [(fix, True), (rng.choice(REDO).format(r=r, v=v), True)]
+            kind = None
+        if r == p.rounds:
+            break
+        right = p.rule.apply(v)
+        if kind in ("value", "branch") and r == err_at:  # wrong, carried on unnoticed, found by a look-back
+            if kind == "branch":
+                bad, side = _other_branch(p, v)
+            else:
+                bad, side = slip(rng, right), None
+            paras.append((_step(rng, p, r, v, bad, branch_of=side), False))
+            paras += [(a, False) for a in _asides(rng, f"{v} {p.rule.branch(v if side is None else side)[2]} = {bad}", v, bad)]
+            since.append((r, v, bad))
+            w = bad
+            for j in range(r + 1, min(r + 1 + rng.choice(LOOK_BACK_CARRY), p.rounds)):
+                w2 = p.rule.apply(w)
+                paras.append((_step(rng, p, j, w, w2), False))
+                paras += [(a, False) for a in _asides(rng, equation(p.rule, w, w2), w, w2)]
+                since.append((j, w, w2))
+                w = w2
+            if since[-1][0] == p.rounds - 1 and rng.random() < THROUGH_ANSWER:
+                paras += _closing(rng, p, w, through=rng.random() < CLOSING_WITH_ANSWER)
+            paras.append((_look_back(rng, p, since[-LOOK_BACK_WINDOW:]), True))
+            paras.append((rng.choice(REDO).format(r=r + 1, v=right), True))
+            since, due, kind = [], rng.choice(LOOK_BACK_EVERY), None
+        else:
+            paras.append((_step(rng, p, r, v, right), True))
+            paras += [(a, True) for a in _asides(rng, equation(p.rule, v, right), v, right)]
+            since.append((r, v, right))
+            if len(since) >= due:
+                paras.append((_look_back(rng, p, since[-LOOK_BACK_WINDOW:]), True))
+                since, due = [], rng.choice(LOOK_BACK_EVERY)
+        v, r = right, r + 1
+    paras.append((rng.choice(DONE).format(v=v, n=p.rounds), True))
+    paras.append((rng.choice(ANSWER).format(v=v), True))
+    return _assemble(paras, wrong_breaks_loss=True)
+
+
 def reference_solution(p: ChainProblem) -> str:
     """A deterministic clean solution (seeded by the problem id)."""
     return solve(p, random.Random(p.id)).text
@@ -475,6 +571,10 @@ def first_error(p: ChainProblem, text: str, *, complete: bool = True, labels: bo
         m = _ROUND.search(para)
         if is_correction(para):
             continue  # a correction: its redo paragraph sets the value
+        if para.startswith(LOOK_BACK_OPENINGS):  # a look-back that found nothing: its sums must be right
+            if any(int(c) != _eq_value(int(a), op, int(b)) for a, op, b, c in eqs):
+                return off
+            continue
         if low.startswith(("so after round", "so the correct value")):
             if m:
                 k = int(m.group(1))

@@ -158,3 +158,45 @@ def test_the_draft_like_error_lessons_are_draft_like_and_repaired():
     assert kinds == set(reasoning.ERROR_KINDS)
     assert carries >= {0, 1, 2, 3, 4}
     assert 0.05 < through / 600 < 0.4
+
+
+def test_look_back_lessons_find_the_error_they_carry():
+    """`reasoning.solve(errors="recheck")`: a clean solution holds look-backs that redo the
+    last rounds and are right (`first_error` None, not a correction); with an error, the
+    first paragraph without loss is the judge's first error, a look-back with loss redoes
+    the wrong round to its right result and names the written one ("but I wrote B"), the
+    kept text is right and so is the answer. A look-back with a wrong sum is an error."""
+    import random
+
+    from atts.tasks.grading import extract_boxed
+
+    rng, found = random.Random(0), 0
+    for p in reasoning.generate("train", 400):
+        clean = reasoning.solve(p, rng, errors="recheck").text
+        assert reasoning.first_error(p, clean) is None and extract_boxed(clean) == p.answer
+        looks = [x for x in clean.split(reasoning.PARAGRAPH) if x.startswith(reasoning.LOOK_BACK_OPENINGS)]
+        assert p.rounds < max(reasoning.LOOK_BACK_EVERY) or looks
+        assert not any(map(reasoning.is_correction, looks))
+        if looks:
+            with_look = (p, clean, looks[0])
+        s = reasoning.solve(p, rng, with_error=True, errors="recheck")
+        assert extract_boxed(s.text) == p.answer
+        covered = bytearray(len(s.text))
+        for a, b in s.loss_spans:
+            covered[a:b] = b"\x01" * (b - a)
+        first_wrong = covered.index(0)
+        assert reasoning.first_error(p, s.text) == first_wrong
+        assert reasoning.first_error(p, "".join(s.text[a:b] for a, b in s.loss_spans)) is None
+        miss = [x for x in s.text[first_wrong:].split(reasoning.PARAGRAPH)
+                if x.startswith(reasoning.LOOK_BACK_OPENINGS) and "but I wrote" in x]
+        if miss:  # a wrong value or branch (not a closing error)
+            found += 1
+            assert reasoning.is_correction(miss[0])
+            a, op, b, c = reasoning._EQ.findall(miss[0])[-1]
+            assert int(c) == p.rule.apply(int(a)) and f"{op} {b}" == p.rule.branch(int(a))[2]
+            bad = int(miss[0].split("but I wrote ")[1].split(",")[0])
+            assert bad != int(c) and f"= {bad}" in s.text[first_wrong:s.text.index(miss[0])]
+    assert found > 250
+    p, clean, look = with_look
+    a, op, b, c = reasoning._EQ.findall(look)[0]
+    assert reasoning.first_error(p, clean.replace(look, look.replace(f" = {c}", f" = {int(c) + 1}", 1))) is not None
