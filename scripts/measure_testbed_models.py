@@ -102,11 +102,16 @@ def separation(chunks: list[dict], suffix: str) -> dict:
 
 
 async def whole_solutions(engine, pr, problems, temperature: float, max_new: int) -> dict:
+    """pass@1 of whole solutions, and how many of them "correct" a paragraph
+    (`reasoning.is_correction`) although the text before it was right (false alarms)."""
     async def one(k, p):
         g = await engine.generate(pr.prompt_ids(question(p)), max_new_tokens=max_new, temperature=temperature, seed=k)
-        return extract_boxed(g.text) == p.answer
+        paras = g.text.split(reasoning.PARAGRAPH)
+        false_alarm = any(reasoning.is_correction(x) and reasoning.first_error(
+            p, reasoning.PARAGRAPH.join(paras[:i]), complete=True) is None for i, x in enumerate(paras))
+        return extract_boxed(g.text) == p.answer, false_alarm
     res = await asyncio.gather(*(one(k, p) for k, p in enumerate(problems)))
-    return share(sum(res), len(res))
+    return {**share(sum(r for r, _ in res), len(res)), "corrected_right_text": sum(f for _, f in res)}
 
 
 async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = None):
@@ -157,10 +162,14 @@ async def repairs(target, pt, problems, chunks, a, suffix: str = "") -> tuple[di
         p = problems[c["q"]]
         g = await target.generate(pt.prompt_ids(question(p)) + pt.encode(c["text"]),
                                   max_new_tokens=a.chunk * a.max_turns, temperature=a.temperature, seed=c["q"])
+        first_chunk = pt.tok.decode(g.token_ids[:a.chunk])  # what one ATTS takeover writes
         return {"q": c["q"], "kind": reasoning.first_error_kind(p, c["text"], complete=not c["cut"]),  # judged as the error was
-                "washes_out": reasoning.error_washes_out(p, c["text"], complete=not c["cut"]),
+                "washes_out": reasoning.error_washes_out(p, c["text"], complete=not c["cut"]), "cut": c["cut"],
                 "right": extract_boxed(c["text"] + g.text) == p.answer,
                 "wrote_a_correction": any(map(reasoning.is_correction, g.text.split(reasoning.PARAGRAPH))),
+                "corrected_within_a_chunk": any(map(reasoning.is_correction, first_chunk.split(reasoning.PARAGRAPH))),
+                "looked_back_within_a_chunk": any(x.lstrip().startswith(reasoning.LOOK_BACK_OPENINGS)
+                                                  for x in first_chunk.split(reasoning.PARAGRAPH)),
                 "after_think_closed": "</think>" in c["text"], "draft_text": c["text"], "continuation": g.text}
 
     cases = await asyncio.gather(*(one(c) for c in firsts))
@@ -173,6 +182,9 @@ def repair_figures(cases: list[dict], by_kind: bool = True) -> dict:
     faithfully, it would end at the right answer anyway), the repairs that had something
     to repair; by kind also how many wrote a correction and came after a closed think block."""
     out = share(sum(c["right"] for c in cases), len(cases))
+    if cases and "corrected_within_a_chunk" in cases[0]:  # a correction in the first chunk: what one takeover can do
+        out["corrected_within_a_chunk"] = share(sum(c["corrected_within_a_chunk"] for c in cases), len(cases))
+        out["looked_back_within_a_chunk"] = share(sum(c.get("looked_back_within_a_chunk", False) for c in cases), len(cases))
     if by_kind:  # not for the round-label reading: a wrong round number changes no answer
         changing = [c for c in cases if not c.get("washes_out")]
         out["answer_changing"] = share(sum(c["right"] for c in changing), len(changing))
@@ -253,9 +265,10 @@ def summarize_dump(path: Path) -> dict:
     problems = reasoning.generate("test", max(c["q"] for c in cases) + 1)
     for c in cases:
         p = problems[c["q"]]
-        # the dump keeps the draft text, not whether its last chunk was cut: judge it as cut
-        # unless it closed the solution (a boxed answer), as the runner's end test would
-        c["washes_out"] = reasoning.error_washes_out(p, c["draft_text"], complete="\\boxed{" in c["draft_text"])
+        # a dump from before "cut" was recorded: judge the last chunk as cut unless it
+        # closed the solution (a boxed answer), as the runner's end test would
+        cut = c.get("cut", "\\boxed{" not in c["draft_text"])
+        c["washes_out"] = reasoning.error_washes_out(p, c["draft_text"], complete=not cut)
     return repair_figures(cases)
 
 

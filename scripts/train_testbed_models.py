@@ -20,7 +20,8 @@ block (`<think>\\n`), as R1's and QwQ's do.
   0-4 rounds with the usual asides, sometimes through the closing answer; `slips` (the
   first target): a wrong result carried on for 0-2 rounds (docs/testbed_chain.md);
   `recheck`: every solution looks back every 3-5 rounds, redoing the last rounds, and
-  the look-back finds the injected error (`reasoning.LOOK_BACK`).
+  the look-back finds the injected error (`reasoning.LOOK_BACK`). A draft that must
+  continue after such a target's takeovers learns look-backs too (`--draft-look-backs`).
 - Per-token decode cost on SGLang's CPU path is ~1.25 ms + 0.45 ms per layer at batch 1
   (models/README.md), so 2 vs 8 layers gives a target/draft cost ratio of about 2.3,
   the real pair's ~2.2 (../shared/reference/REAL_WORKLOAD.md).
@@ -167,14 +168,16 @@ def train_role(role: str, args, eval_problems) -> dict:
         l, h, n, f = (int(v) for v in getattr(args, f"{role}_arch").split(","))
         arch.update(num_hidden_layers=l, hidden_size=h, num_attention_heads=n, intermediate_size=f)
     steps, lr = getattr(args, f"{role}_steps"), getattr(args, f"{role}_lr")
-    error_share = args.target_error_share if role == "target" else 0.0
+    error_share = args.target_error_share if role == "target" else args.draft_error_share
     rng = random.Random(f"{args.seed}/{role}")
     problems = reasoning.generate("train", args.train_problems, seed=args.seed)
     corpus = [p.problem + "\n" + reasoning.solve(p, rng).text for p in problems[:4000]]
     init = getattr(args, f"{role}_init_from")
     tok_from = init or getattr(args, f"{role}_tokenizer_from")  # keep a committed vocabulary
     tok = AutoTokenizer.from_pretrained(tok_from) if tok_from else build_tokenizer(arch["vocab"], corpus)
-    errors = args.target_errors if role == "target" else "draft"  # the draft learns clean text without look-backs
+    # the draft learns clean text, with look-backs (and `--draft-error-share` of them finding
+    # an error) when it must read a look-back target's takeovers in append mode
+    errors = args.target_errors if role == "target" else "recheck" if args.draft_look_backs else "draft"
     examples = [encode_example(tok, p.problem, reasoning.solve(p, rng, with_error=rng.random() < error_share,
                                                               errors=errors))
                 for p in problems]
@@ -236,6 +239,7 @@ def train_role(role: str, args, eval_problems) -> dict:
             "schedule": "linear warm-up over 5% of the steps, then cosine to 0.1x over the steps or the time cap, whichever ends first",
             "autocast": "bfloat16" if args.autocast_bf16 else None,
             "target_errors": args.target_errors if role == "target" else None,
+            "look_backs": errors == "recheck",
             "error_kinds": reasoning.ERROR_KINDS if error_share and args.target_errors == "draft" else None,
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
     hf_training.write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card, CHAT_TEMPLATE)
@@ -264,6 +268,10 @@ def main() -> None:
                     help="the error lessons: draft (the draft's own kinds: the shipped target's), slips (the first "
                          "target's) or recheck (look-backs every 3-5 rounds that find the draft's kinds of error)")
     ap.add_argument("--draft-stop-at-accuracy", type=float, default=0.75)
+    ap.add_argument("--draft-look-backs", action="store_true",
+                    help="the draft learns solutions with look-backs (errors=recheck), as a look-back target writes them")
+    ap.add_argument("--draft-error-share", type=float, default=0.0,
+                    help="with --draft-look-backs: share of draft solutions whose look-back finds an error (no loss on it)")
     ap.add_argument("--autocast-bf16", action="store_true",
                     help="forward and backward under bfloat16 autocast (weights, optimizer and checkpoint stay "
                          "float32): 1.3x the tokens per second of float32 on a CPU with AVX512-BF16")
