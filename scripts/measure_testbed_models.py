@@ -23,7 +23,12 @@ string, `--max-turns` cap) and sampling temperature:
   same among errors that change the answer (`reasoning.error_washes_out`: many wrong
   values are forgotten by the end of a parity rule's cycle), and by the kind of the
   first error (a wrong value, the other branch, a closing paragraph, a count-down:
-  `reasoning.first_error_kind`);
+  `reasoning.first_error_kind`); how often the first chunk it writes (all that one
+  ATTS takeover writes) corrects or looks back; how often its own whole solutions
+  "correct" right text;
+- append mode as ATTS runs it, with a perfect gate (`append_repair_one_takeover`): fresh
+  draft rollouts taken over once, at the first wrong chunk, for one target chunk, then
+  the draft to the end: the share that ends right (what append-mode ATTS can gain);
 - per-token decode cost of each model at batch 1 and 16 streams, and the ratio.
 """
 
@@ -114,11 +119,17 @@ async def whole_solutions(engine, pr, problems, temperature: float, max_new: int
     return {**share(sum(r for r, _ in res), len(res)), "corrected_right_text": sum(f for _, f in res)}
 
 
-async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = None):
+async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = None,
+                   takeover_at_first_error: bool = False):
     """Draft-only chunked rollouts (up to ``max_turns``, default the testbed's cap), each
     chunk scored by the target exactly as the runner scores it: the same `SampleContext`
     (draft text re-encoded after the target's view, a word the chunk boundary cut scored
-    whole with the next chunk), and the same end test (`finished_reason`)."""
+    whole with the next chunk), and the same end test (`finished_reason`).
+
+    ``takeover_at_first_error``: append-mode ATTS with a perfect gate, once: after the
+    first wrong draft chunk the target writes one chunk after it (as `ATTS.resolve`
+    does), then the draft goes on to the end. Each sample records whether it was taken
+    over, the first error's kind and washout, and whether it ended right."""
     roles = {"draft": Role("draft", draft, pd, a.temperature), "target": Role("target", target, pt, a.temperature)}
     chunking = Chunking(stop=(), max_tokens=a.chunk, max_turns=max_turns or a.max_turns,
                         token_budget=a.chunk * a.max_turns)
@@ -126,7 +137,7 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
 
     async def one(k, p):
         ctx = SampleContext(SampleState(question(p), 0), roles, chunking)
-        st = ctx.state
+        st, took = ctx.state, None
         while True:
             g = await ctx.generate("draft")
             if not g.token_ids:
@@ -142,10 +153,14 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
                 row["prefix_ok" + suffix] = reasoning.first_error(p, text, complete=False, labels=labels) is None
                 row["error" + suffix] = reasoning.first_error(p, new_text, complete=not cut, labels=labels) is not None
             chunks.append(row)
+            if takeover_at_first_error and not took and row["prefix_ok"] and row["error"] and not finished_reason(st, chunking):
+                took = {"kind": reasoning.first_error_kind(p, new_text, complete=not cut),
+                        "washes_out": reasoning.error_washes_out(p, new_text, complete=not cut)}
+                ctx.keep(await ctx.generate("target"))  # one takeover chunk after the wrong one, same turn
             if finished_reason(st, chunking):
                 break
         samples.append({"q": k, "turns": st.turn, "correct": extract_boxed(st.text) == p.answer,
-                        "capped": st.turn >= chunking.max_turns})
+                        "capped": st.turn >= chunking.max_turns, "took_over": took})
 
     await asyncio.gather(*(one(k, p) for k, p in enumerate(problems)))
     return chunks, samples
@@ -201,6 +216,19 @@ def repair_figures(cases: list[dict], by_kind: bool = True) -> dict:
     return out
 
 
+def one_takeover_figures(samples: list[dict]) -> dict:
+    """Of the samples taken over once at their first error (`rollouts(takeover_at_first_error=True)`),
+    the share that ended right; also among errors that change the answer, and by kind."""
+    took = [s for s in samples if s["took_over"]]
+    changing = [s for s in took if not s["took_over"]["washes_out"]]
+    out = {**share(sum(s["correct"] for s in took), len(took)),
+           "answer_changing": share(sum(s["correct"] for s in changing), len(changing)), "by_kind": {}}
+    for k in sorted({s["took_over"]["kind"] for s in took}, key=str):
+        of = [s for s in changing if s["took_over"]["kind"] == k]
+        out["by_kind"][str(k)] = share(sum(s["correct"] for s in of), len(of))
+    return out
+
+
 def dump_repairs(a, cases: list[dict], out: dict) -> dict:
     if a.dump_repairs:
         Path(a.dump_repairs).write_text(json.dumps(cases, indent=1) + "\n")
@@ -229,6 +257,8 @@ async def measure(urls: dict, a) -> dict:
         if a.repairs_only:  # the draft's chunked rollouts and the target's repairs, nothing else
             chunks, _ = await rollouts(d, t, pd, pt, test, a)
             out["append_repair"], cases = await repairs(t, pt, test, chunks, a)
+            _, once = await rollouts(d, t, pd, pt, test, a, takeover_at_first_error=True)
+            out["append_repair_one_takeover"] = one_takeover_figures(once)
             return dump_repairs(a, cases, out)
         ids = pd.prompt_ids(question(test[0]))
         for conc in (1, 16):
@@ -251,6 +281,8 @@ async def measure(urls: dict, a) -> dict:
             repairs(t, pt, test, chunks, a), repairs(t, pt, test, chunks, a, "_labels"),
             rollouts(d, t, pd, pt, calib, a, max_turns=1))  # calibration: first chunks only
         dump_repairs(a, cases, out)
+        _, once = await rollouts(d, t, pd, pt, test, a, takeover_at_first_error=True)
+        out["append_repair_one_takeover"] = one_takeover_figures(once)
         first = [c["ppl"] for c in c_chunks if c["turn"] == 0]
         out["calibration_first_chunk_ppl"] = {
             **dist(first), "max_share_one_value_exact": max(Counter(first).values()) / len(first),

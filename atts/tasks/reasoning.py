@@ -31,10 +31,12 @@ the other branch of the rule, a closing paragraph too early or wrong; carried 0-
 with the usual asides, sometimes through the closing answer), 50% of its examples at
 first, then 15%: with 50% it repaired more but also "corrected" right text in a quarter
 of its own solutions (docs/testbed_chain.md). ``errors="recheck"`` (tried on 2026-11-30,
-docs/testbed_chain.md): every solution looks back every 3-5 rounds (`LOOK_BACK`), redoing
-the last rounds from the values written, and the error lessons are found by such a
-look-back ("round 4: 47 + 1 = 48, but I wrote 58, so that was wrong"): noticing a wrong
-value becomes writing the right one and comparing.
+not shipped; docs/testbed_chain.md, "Look-backs"): every solution looks back every 3-5
+rounds (`LOOK_BACK`), redoing the last rounds from the values written, and the error
+lessons are found by such a look-back ("round 4: 47 + 1 = 48, but I wrote 58, so that
+was wrong"): noticing a wrong value becomes writing the right one and comparing. A
+target fine-tuned on them repaired 65% of the draft's first errors when it wrote the
+rest, but ATTS, where it writes one chunk, did not gain.
 
 Splits are disjoint by construction (a hash bucket of the problem text), seeded.
 """
@@ -367,11 +369,7 @@ def _solve_with_draft_error(p: ChainProblem, rng: random.Random) -> Solution:
     v, r = p.start, 0
     while r <= p.rounds:
         if kind == "closing" and r == err_at:  # a closing paragraph after r of n rounds
-            bad = v if r < p.rounds else slip(rng, v)
-            paras += _closing(rng, p, bad, through=rng.random() < CLOSING_WITH_ANSWER)
-            fix = rng.choice(FIX_EARLY).format(k=r, n=p.rounds) if r < p.rounds else \
-                rng.choice(FIX_FINAL).format(n=p.rounds, v=v, bad=bad)
-            paras += [(fix, True), (rng.choice(REDO).format(r=r, v=v), True)]
+            paras += _closing_error(rng, p, r, v)
             kind = None
         if r == p.rounds:
             break
@@ -395,6 +393,16 @@ def _closing(rng: random.Random, p: ChainProblem, v: int, *, through: bool) -> l
     if through:
         out += [(x, False) for x in rng.choice(ANSWER).format(v=v).split(PARAGRAPH)]
     return out
+
+
+def _closing_error(rng: random.Random, p: ChainProblem, r: int, v: int) -> list[tuple[str, bool]]:
+    """A closing paragraph written after ``r`` of the rounds (value ``v``; a wrong value
+    when all are done), without loss, then its fix and redo."""
+    bad = v if r < p.rounds else slip(rng, v)
+    out = _closing(rng, p, bad, through=rng.random() < CLOSING_WITH_ANSWER)
+    fix = rng.choice(FIX_EARLY).format(k=r, n=p.rounds) if r < p.rounds else \
+        rng.choice(FIX_FINAL).format(n=p.rounds, v=v, bad=bad)
+    return out + [(fix, True), (rng.choice(REDO).format(r=r, v=v), True)]
 
 
 def _carried_error(rng: random.Random, p: ChainProblem, kind: str, r: int, v: int, right: int) -> list[tuple[str, bool]]:
@@ -422,11 +430,11 @@ def _carried_error(rng: random.Random, p: ChainProblem, kind: str, r: int, v: in
 
 
 # Look-backs (`errors="recheck"`): every 3-5 rounds the solution redoes the last rounds
-# (at most 4) from the values it wrote, and says where a result differs from the one it had. A tiny target
-# writes a right result far more reliably than it notices a wrong one already written
-# (wrong values: 8 of 111 repaired, docs/testbed_chain.md), so the look-back turns the
-# noticing into writing: recompute, then compare the result with the one written after
-# the same round, a copy the attention finds by the round's number.
+# (at most 4) from the values it wrote, and says where a result differs from the one it
+# had. A tiny target writes a right result far more reliably than it notices a wrong one
+# already written (wrong values: 8 of 111 repaired, docs/testbed_chain.md), so the
+# look-back turns the noticing into writing: recompute, then compare the result with the
+# one written after the same round, a copy the attention finds by the round's number.
 LOOK_BACK = [
     "Let me look back at the last rounds: {items}.",
     "Before going on, let me redo the last rounds: {items}.",
@@ -469,11 +477,7 @@ def _solve_with_rechecks(p: ChainProblem, rng: random.Random, *, with_error: boo
     v, r = p.start, 0
     while r <= p.rounds:
         if kind == "closing" and r == err_at:
-            bad = v if r < p.rounds else slip(rng, v)
-            paras += _closing(rng, p, bad, through=rng.random() < CLOSING_WITH_ANSWER)
-            fix = rng.choice(FIX_EARLY).format(k=r, n=p.rounds) if r < p.rounds else \
-                rng.choice(FIX_FINAL).format(n=p.rounds, v=v, bad=bad)
-            paras += [(fix, True), (rng.choice(REDO).format(r=r, v=v), True)]
+            paras += _closing_error(rng, p, r, v)
             kind = None
         if r == p.rounds:
             break
@@ -484,7 +488,8 @@ def _solve_with_rechecks(p: ChainProblem, rng: random.Random, *, with_error: boo
             else:
                 bad, side = slip(rng, right), None
             paras.append((_step(rng, p, r, v, bad, branch_of=side), False))
-            paras += [(a, False) for a in _asides(rng, f"{v} {p.rule.branch(v if side is None else side)[2]} = {bad}", v, bad)]
+            op = p.rule.branch(v if side is None else side)[2]  # the branch the wrong paragraph took
+            paras += [(a, False) for a in _asides(rng, f"{v} {op} = {bad}", v, bad)]
             since.append((r, v, bad))
             w = bad
             for j in range(r + 1, min(r + 1 + rng.choice(LOOK_BACK_CARRY), p.rounds)):
