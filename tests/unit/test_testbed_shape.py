@@ -120,6 +120,22 @@ def test_an_error_that_the_rule_forgets_washes_out():
     assert not reasoning.error_washes_out(p, closing, complete=True)
 
 
+def _judged_as_injected(p, s) -> tuple[int, bytearray]:
+    """An error lesson ``s`` for ``p`` ends at the right answer, its first paragraph
+    without loss is the judge's first error, and its text with the wrong paragraphs
+    removed is right. Returns that paragraph's offset and the loss mask."""
+    from atts.tasks.grading import extract_boxed
+
+    assert extract_boxed(s.text) == p.answer
+    covered = bytearray(len(s.text))
+    for a, b in s.loss_spans:
+        covered[a:b] = b"\x01" * (b - a)
+    first_wrong = covered.index(0)
+    assert reasoning.first_error(p, s.text) == first_wrong
+    assert reasoning.first_error(p, "".join(s.text[a:b] for a, b in s.loss_spans)) is None
+    return first_wrong, covered
+
+
 def test_the_draft_like_error_lessons_are_draft_like_and_repaired():
     """`reasoning.solve(with_error=True, errors="draft")`, the shipped target's repair
     lessons: every kind of the draft's errors (`ERROR_KINDS`) appears, carried on for 0
@@ -130,19 +146,10 @@ def test_the_draft_like_error_lessons_are_draft_like_and_repaired():
     import random
     import re
 
-    from atts.tasks.grading import extract_boxed
-
     rng, kinds, through, carries = random.Random(0), set(), 0, set()
     for p in reasoning.generate("train", 600):
         s = reasoning.solve(p, rng, with_error=True, errors="draft")
-        assert extract_boxed(s.text) == p.answer
-        covered = bytearray(len(s.text))
-        for a, b in s.loss_spans:
-            covered[a:b] = b"\x01" * (b - a)
-        first_wrong = covered.index(0)
-        assert reasoning.first_error(p, s.text) == first_wrong
-        kept = "".join(s.text[a:b] for a, b in s.loss_spans)
-        assert reasoning.first_error(p, kept) is None
+        first_wrong, covered = _judged_as_injected(p, s)
         fix = next(x for x in s.text[first_wrong:].split(reasoning.PARAGRAPH)
                    if re.search("not right|mistake|was wrong|recheck", x))
         kinds.add("closing" if re.search("rounds are done|rounds, not|[Aa]fter round", fix)
@@ -180,13 +187,7 @@ def test_look_back_lessons_find_the_error_they_carry():
         if looks:
             with_look = (p, clean, looks[0])
         s = reasoning.solve(p, rng, with_error=True, errors="recheck")
-        assert extract_boxed(s.text) == p.answer
-        covered = bytearray(len(s.text))
-        for a, b in s.loss_spans:
-            covered[a:b] = b"\x01" * (b - a)
-        first_wrong = covered.index(0)
-        assert reasoning.first_error(p, s.text) == first_wrong
-        assert reasoning.first_error(p, "".join(s.text[a:b] for a, b in s.loss_spans)) is None
+        first_wrong, _ = _judged_as_injected(p, s)
         miss = [x for x in s.text[first_wrong:].split(reasoning.PARAGRAPH)
                 if x.startswith(reasoning.LOOK_BACK_OPENINGS) and "but I wrote" in x]
         if miss:  # a wrong value or branch (not a closing error)
