@@ -240,7 +240,7 @@ def train_role(role: str, args, eval_problems) -> dict:
             "autocast": "bfloat16" if args.autocast_bf16 else None,
             "target_errors": args.target_errors if role == "target" else None,
             "look_backs": errors == "recheck",
-            "error_kinds": reasoning.ERROR_KINDS if error_share and args.target_errors == "draft" else None,
+            "error_kinds": reasoning.ERROR_KINDS if error_share and errors in ("draft", "recheck") else None,
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
     hf_training.write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card, CHAT_TEMPLATE)
     print(f"[{role}] done in {wall:.0f}s, greedy test accuracy {acc:.3f}", flush=True)
@@ -286,6 +286,8 @@ def main() -> None:
         ap.add_argument(f"--{role}-grow-to", type=int, default=None,
                         help="with --ROLE-init-from: append identity-initialised layers up to this depth")
     args = ap.parse_args()
+    if args.draft_error_share and not args.draft_look_backs:
+        ap.error("--draft-error-share needs --draft-look-backs (a clean draft learns no error lessons)")
     torch.set_num_threads(args.threads)
     eval_problems = reasoning.generate("test", args.eval_problems, seed=0)
     report = {role: train_role(role, args, eval_problems) for role in args.roles.split(",")}
