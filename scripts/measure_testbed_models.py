@@ -22,8 +22,9 @@ string, `--max-turns` cap) and sampling temperature:
   share of continuations that end with the right answer (both readings of "wrong"), the
   same among errors that change the answer (`reasoning.error_washes_out`: many wrong
   values are forgotten by the end of a parity rule's cycle), and by the kind of the
-  first error (a wrong value, the other branch, a closing paragraph, a count-down:
-  `reasoning.first_error_kind`); how often the first chunk it writes (all that one
+  first error (a wrong value, the other branch, a closing paragraph, a count-down, a
+  look-back with a wrong sum: `reasoning.first_error_kind`); how often the first chunk
+  it writes (all that one
   ATTS takeover writes) corrects or looks back; how often its own whole solutions
   "correct" right text;
 - append mode as ATTS runs it, with a perfect gate (`append_repair_one_takeover`): fresh

@@ -21,7 +21,8 @@ block (`<think>\\n`), as R1's and QwQ's do.
   first target): a wrong result carried on for 0-2 rounds (docs/testbed_chain.md);
   `recheck`: every solution looks back every 3-5 rounds, redoing the last rounds, and
   the look-back finds the injected error (`reasoning.LOOK_BACK`). A draft that must
-  continue after such a target's takeovers learns look-backs too (`--draft-look-backs`).
+  continue after such a target's takeovers learns look-backs too (`--draft-look-backs`;
+  `--draft-look-backs continue`: it goes on with the target's, but opens none itself).
 - Per-token decode cost on SGLang's CPU path is ~1.25 ms + 0.45 ms per layer at batch 1
   (models/README.md), so 2 vs 8 layers gives a target/draft cost ratio of about 2.3,
   the real pair's ~2.2 (../shared/reference/REAL_WORKLOAD.md).
@@ -178,9 +179,10 @@ def train_role(role: str, args, eval_problems) -> dict:
     # the draft learns clean text, with look-backs (and `--draft-error-share` of them finding
     # an error) when it must read a look-back target's takeovers in append mode
     errors = args.target_errors if role == "target" else "recheck" if args.draft_look_backs else "draft"
-    examples = [encode_example(tok, p.problem, reasoning.solve(p, rng, with_error=rng.random() < error_share,
-                                                              errors=errors))
-                for p in problems]
+    lessons = [reasoning.solve(p, rng, with_error=rng.random() < error_share, errors=errors) for p in problems]
+    if role == "draft" and args.draft_look_backs == "continue":  # go on with the target's look-backs, open none
+        lessons = [reasoning.continue_only(sol) for sol in lessons]
+    examples = [encode_example(tok, p.problem, sol) for p, sol in zip(problems, lessons)]
     torch.manual_seed(args.seed)
     # continue a saved checkpoint (its tokenizer and architecture win), or start fresh
     model = LlamaForCausalLM.from_pretrained(init, dtype=torch.float32) if init else LlamaForCausalLM(hf_training.llama_config(tok, arch, MAX_POSITIONS))
@@ -239,7 +241,7 @@ def train_role(role: str, args, eval_problems) -> dict:
             "schedule": "linear warm-up over 5% of the steps, then cosine to 0.1x over the steps or the time cap, whichever ends first",
             "autocast": "bfloat16" if args.autocast_bf16 else None,
             "target_errors": args.target_errors if role == "target" else None,
-            "look_backs": errors == "recheck",
+            "look_backs": (args.draft_look_backs if role == "draft" else "write") if errors == "recheck" else None,
             "error_kinds": reasoning.ERROR_KINDS if error_share and errors in ("draft", "recheck") else None,
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
     hf_training.write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card, CHAT_TEMPLATE)
@@ -268,8 +270,10 @@ def main() -> None:
                     help="the error lessons: draft (the draft's own kinds: the shipped target's), slips (the first "
                          "target's) or recheck (look-backs every 3-5 rounds that find the draft's kinds of error)")
     ap.add_argument("--draft-stop-at-accuracy", type=float, default=0.75)
-    ap.add_argument("--draft-look-backs", action="store_true",
-                    help="the draft learns solutions with look-backs (errors=recheck), as a look-back target writes them")
+    ap.add_argument("--draft-look-backs", nargs="?", const="write", choices=("write", "continue"), default=None,
+                    help="the draft learns solutions with look-backs (errors=recheck), as a look-back target writes "
+                         "them: `write` (the default) opens them too; `continue` only goes on with one already "
+                         "opened (no loss on the openings: reasoning.continue_only)")
     ap.add_argument("--draft-error-share", type=float, default=0.0,
                     help="with --draft-look-backs: share of draft solutions whose look-back finds an error (no loss on it)")
     ap.add_argument("--autocast-bf16", action="store_true",

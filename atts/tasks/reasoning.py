@@ -462,6 +462,25 @@ def _look_back(rng: random.Random, p: ChainProblem, rounds: list[tuple[int, int,
     return rng.choice(LOOK_BACK).format(items="; ".join(items))
 
 
+def continue_only(sol: Solution) -> Solution:
+    """``sol`` with no loss on its look-back openings (`LOOK_BACK_OPENINGS`): a model trained
+    on such lessons learns to go on with a look-back that another model opened (a look-back
+    target's takeover cut at the chunk's end, in append mode) and after one, but not to open
+    one itself, so its own look-backs cannot become a new source of errors (the look-back
+    draft's were half of its first errors, docs/testbed_chain.md)."""
+    cuts = sorted((m.start(), m.end()) for o in LOOK_BACK_OPENINGS for m in re.finditer(re.escape(o), sol.text))
+    spans = []
+    for a, b in sol.loss_spans:
+        for c, d in cuts:
+            if c < b and d > a:  # an opening inside this span: keep the loss around it only
+                if a < c:
+                    spans.append((a, c))
+                a = max(a, d)
+        if a < b:
+            spans.append((a, b))
+    return Solution(sol.text, spans)
+
+
 def _solve_with_rechecks(p: ChainProblem, rng: random.Random, *, with_error: bool) -> Solution:
     """``solve(errors="recheck")``: a solution with a look-back (`LOOK_BACK`) every 3-5
     rounds. With ``with_error``, one draft-like error (``ERROR_KINDS``): a wrong value or
@@ -620,12 +639,15 @@ def first_error(p: ChainProblem, text: str, *, complete: bool = True, labels: bo
 def first_error_kind(p: ChainProblem, text: str, *, complete: bool = False) -> str | None:
     """The kind of ``text``'s first error (`first_error`; ``complete`` as there: by default
     the last paragraph is taken as cut off), or None: `ERROR_KINDS`' names ("value",
-    "branch", "closing"), or "count" for a round paragraph with the right branch and value
-    but a wrong count-down or start value. What a repair depends on (docs/testbed_chain.md)."""
+    "branch", "closing"), "look-back" for a look-back (`LOOK_BACK`) with a wrong sum, or
+    "count" for a round paragraph with the right branch and value but a wrong count-down
+    or start value. What a repair depends on (docs/testbed_chain.md)."""
     off = first_error(p, text, complete=complete)
     if off is None:
         return None
     para = text[off:].split(PARAGRAPH)[0]
+    if para.startswith(LOOK_BACK_OPENINGS):
+        return "look-back"
     eqs, m = _EQ.findall(para), _ROUND.search(para)
     if m and eqs:
         a, op, b, c = eqs[0]

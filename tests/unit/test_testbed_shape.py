@@ -5,6 +5,7 @@ median of 2-3 chunks, a mean of about 4, at most 5% reach the turn cap; chunks h
 least 120 tokens at the median; draft and target have different vocabularies; the
 templates open a reasoning block as R1's and QwQ's do."""
 
+import re
 import statistics
 
 import pytest
@@ -200,4 +201,32 @@ def test_look_back_lessons_find_the_error_they_carry():
     assert found > 250
     p, clean, look = with_look
     a, op, b, c = reasoning._EQ.findall(look)[0]
-    assert reasoning.first_error(p, clean.replace(look, look.replace(f" = {c}", f" = {int(c) + 1}", 1))) is not None
+    wrong_look = clean.replace(look, look.replace(f" = {c}", f" = {int(c) + 1}", 1))
+    assert reasoning.first_error(p, wrong_look) is not None
+    assert reasoning.first_error_kind(p, wrong_look) == "look-back"
+
+
+def test_continue_only_lessons_open_no_look_back_but_go_on_with_one():
+    """`reasoning.continue_only` (`--draft-look-backs continue`): every look-back opening
+    loses its loss, character for character, and nothing else does; the rounds it redoes
+    and what follows keep theirs, so a draft learns to go on with a look-back the target
+    opened but never to open one."""
+    import random
+
+    def carries(spans, i):
+        return any(a <= i < b for a, b in spans)
+
+    rng, openings = random.Random(1), 0
+    for p in reasoning.generate("train", 60):
+        for with_error in (False, True):
+            sol = reasoning.solve(p, rng, with_error=with_error, errors="recheck")
+            cut = reasoning.continue_only(sol)
+            assert cut.text == sol.text
+            found = [m.span() for o in reasoning.LOOK_BACK_OPENINGS for m in re.finditer(re.escape(o), sol.text)]
+            gone = {i for a, b in found for i in range(a, b)}
+            openings += len(found)
+            for i in range(len(sol.text)):
+                assert carries(cut.loss_spans, i) == (carries(sol.loss_spans, i) and i not in gone), (p.id, i)
+            for _, end in found:  # the first redone round, right after the opening, keeps its loss
+                assert carries(cut.loss_spans, end) and sol.text[end:].startswith("round ")
+    assert openings > 150
