@@ -24,9 +24,8 @@ string, `--max-turns` cap) and sampling temperature:
   values are forgotten by the end of a parity rule's cycle), and by the kind of the
   first error (a wrong value, the other branch, a closing paragraph, a count-down, a
   look-back with a wrong sum: `reasoning.first_error_kind`); how often the first chunk
-  it writes (all that one
-  ATTS takeover writes) corrects or looks back; how often its own whole solutions
-  "correct" right text;
+  it writes (all that one ATTS takeover writes) corrects or looks back; how often its
+  own whole solutions "correct" right text;
 - append mode as ATTS runs it, with a perfect gate (`append_repair_one_takeover`): fresh
   draft rollouts taken over once, at the first wrong chunk, for one target chunk, then
   the draft to the end: the share that ends right (what append-mode ATTS can gain);
