@@ -128,8 +128,9 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
 
     ``takeover_at_first_error``: append-mode ATTS with a perfect gate, once: after the
     first wrong draft chunk the target writes one chunk after it (as `ATTS.resolve`
-    does), then the draft goes on to the end. Each sample records whether it was taken
-    over, the first error's kind and washout, and whether it ended right."""
+    does), then the draft goes on to the end. Each sample records its text, whether it
+    ended right and, when taken over, the first error's kind and washout, where the
+    wrong chunk and the target's chunk start in the text, and the target's chunk."""
     roles = {"draft": Role("draft", draft, pd, a.temperature), "target": Role("target", target, pt, a.temperature)}
     chunking = Chunking(stop=(), max_tokens=a.chunk, max_turns=max_turns or a.max_turns,
                         token_budget=a.chunk * a.max_turns)
@@ -154,13 +155,15 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
                 row["error" + suffix] = reasoning.first_error(p, new_text, complete=not cut, labels=labels) is not None
             chunks.append(row)
             if takeover_at_first_error and not took and row["prefix_ok"] and row["error"] and not finished_reason(st, chunking):
+                tg = await ctx.generate("target")  # one takeover chunk after the wrong one, same turn
                 took = {"kind": reasoning.first_error_kind(p, new_text, complete=not cut),
-                        "washes_out": reasoning.error_washes_out(p, new_text, complete=not cut)}
-                ctx.keep(await ctx.generate("target"))  # one takeover chunk after the wrong one, same turn
+                        "washes_out": reasoning.error_washes_out(p, new_text, complete=not cut),
+                        "wrong_chunk_at": len(text), "at": len(st.text), "target_text": tg.text, "target_finish": tg.finish}
+                ctx.keep(tg)
             if finished_reason(st, chunking):
                 break
         samples.append({"q": k, "turns": st.turn, "correct": extract_boxed(st.text) == p.answer,
-                        "capped": st.turn >= chunking.max_turns, "took_over": took})
+                        "capped": st.turn >= chunking.max_turns, "took_over": took, "text": st.text})
 
     await asyncio.gather(*(one(k, p) for k, p in enumerate(problems)))
     return chunks, samples

@@ -154,3 +154,66 @@ def test_a_word_cut_at_a_chunk_boundary_is_scored_as_the_target_reads_it(testbed
         worst = max(worst, max(abs(a - b) for a, b in zip(logprobs, ref[p - 1:p - 1 + len(chunk)])))
     assert worst < 0.05, worst  # nats; float32 scoring of differently batched prefixes
     assert sum(len(c) for _, c, _ in calls) == len(whole) - len(target.prompt_ids(q))  # each token once
+
+
+def test_one_takeover_at_the_first_error_is_what_append_mode_atts_does(testbed):
+    """`scripts/measure_testbed_models.py`'s `append_repair_one_takeover` (append-mode ATTS
+    with a perfect gate), on real servers: a sample is taken over exactly once, right
+    after the draft chunk that holds its first error (the text before that chunk has
+    none); the target's one chunk follows that chunk in the text, and the draft goes on
+    after it unless the sample is over. A sample whose first wrong chunk is not its last
+    is always taken over; the figures count the samples taken over."""
+    import asyncio
+    import importlib.util
+    from types import SimpleNamespace
+
+    from atts.engines.sglang import EngineSettings, SGLangEngine
+    from atts.tasks import reasoning
+    from atts.tasks.grading import extract_boxed
+    from atts.tasks.prompts import Prompter
+    from conftest import MODELS, ROOT
+
+    spec = importlib.util.spec_from_file_location("measure_testbed_models", ROOT / "scripts/measure_testbed_models.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    problems = reasoning.generate("test", 12)
+    a = SimpleNamespace(chunk=128, max_turns=15, temperature=0.6)
+
+    class Counting:  # the chunks the target writes (its scoring goes through `score`)
+        def __init__(self, engine):
+            self.engine, self.generated = engine, 0
+
+        async def generate(self, *args, **kw):
+            self.generated += 1
+            return await self.engine.generate(*args, **kw)
+
+        async def score(self, *args, **kw):
+            return await self.engine.score(*args, **kw)
+
+    async def go():
+        async with SGLangEngine("draft", EngineSettings((testbed.urls["draft"],), 16)) as d, \
+                SGLangEngine("target", EngineSettings((testbed.urls["target"],), 16)) as t:
+            target = Counting(t)
+            chunks, samples = await m.rollouts(d, target, Prompter(str(MODELS / "chain-draft")),
+                                               Prompter(str(MODELS / "chain-target")), problems, a,
+                                               takeover_at_first_error=True)
+            return chunks, samples, target.generated
+
+    chunks, samples, generated = asyncio.run(go())
+    took = [s for s in samples if s["took_over"]]
+    assert took and generated == len(took)  # one target chunk per taken-over sample, none elsewhere
+    for s in samples:
+        p, text, t = problems[s["q"]], s["text"], s["took_over"]
+        rows = [c for c in chunks if c["q"] == s["q"]]
+        wrong = [c for c in rows if c["prefix_ok"] and c["error"]]
+        if not t:
+            assert not wrong or wrong[0] is rows[-1]  # no error, or only in the chunk that ended the sample
+            continue
+        assert wrong and wrong[0]["text_start"] == t["wrong_chunk_at"]
+        assert reasoning.first_error(p, text[:t["wrong_chunk_at"]]) is None  # the error is in the chunk taken over
+        assert reasoning.first_error(p, text[:t["at"]], complete=True) is not None
+        assert t["target_text"] and text[t["at"]:].startswith(t["target_text"])
+        if len(text) == t["at"] + len(t["target_text"]):  # nothing after the takeover: the target ended it
+            assert extract_boxed(text) is not None or t["target_finish"] == "eos" or s["capped"]
+    fig = m.one_takeover_figures(samples)
+    assert fig["n"] == len(took)
