@@ -210,8 +210,9 @@ def test_one_takeover_at_the_first_error_is_what_append_mode_atts_does(testbed):
             assert not wrong or wrong[0] is rows[-1]  # no error, or only in the chunk that ended the sample
             continue
         assert wrong and wrong[0]["text_start"] == t["wrong_chunk_at"]
-        assert reasoning.first_error(p, text[:t["wrong_chunk_at"]]) is None  # the error is in the chunk taken over
-        assert reasoning.first_error(p, text[:t["at"]], complete=True) is not None
+        # the error is in the chunk taken over (a chunk cut mid-paragraph: its last paragraph is not judged)
+        assert reasoning.first_error(p, text[:t["wrong_chunk_at"]], complete=False) is None
+        assert reasoning.first_error(p, text[:t["at"]], complete=not wrong[0]["cut"]) is not None
         assert t["target_text"] and text[t["at"]:].startswith(t["target_text"])
         if len(text) == t["at"] + len(t["target_text"]):  # nothing after the takeover: the target ended it
             assert extract_boxed(text) is not None or t["target_finish"] == "eos" or s["capped"]
