@@ -29,6 +29,8 @@ string, `--max-turns` cap) and sampling temperature:
 - append mode as ATTS runs it, with a perfect gate (`append_repair_one_takeover`): fresh
   draft rollouts taken over once, at the first wrong chunk, for one target chunk, then
   the draft to the end: the share that ends right (what append-mode ATTS can gain);
+  and the cost of a false alarm (`append_harm_one_takeover`): the same once after the
+  first right chunk, the share of target chunks that bring the sample's first error;
 - per-token decode cost of each model at batch 1 and 16 streams, and the ratio.
 """
 
@@ -120,17 +122,21 @@ async def whole_solutions(engine, pr, problems, temperature: float, max_new: int
 
 
 async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = None,
-                   takeover_at_first_error: bool = False):
+                   takeover: str | None = None):
     """Draft-only chunked rollouts (up to ``max_turns``, default the testbed's cap), each
     chunk scored by the target exactly as the runner scores it: the same `SampleContext`
     (draft text re-encoded after the target's view, a word the chunk boundary cut scored
     whole with the next chunk), and the same end test (`finished_reason`).
 
-    ``takeover_at_first_error``: append-mode ATTS with a perfect gate, once: after the
+    ``takeover="first_error"``: append-mode ATTS with a perfect gate, once: after the
     first wrong draft chunk the target writes one chunk after it (as `ATTS.resolve`
     does), then the draft goes on to the end. Each sample records its text, whether it
     ended right and, when taken over, the first error's kind and washout, where the
-    wrong chunk and the target's chunk start in the text, and the target's chunk."""
+    wrong chunk and the target's chunk start in the text, and the target's chunk.
+    ``takeover="right_text"``: the same once after the first draft chunk whose text is
+    right (what a gate's false alarm hands the target); the sample also records whether
+    the target's chunk holds its first error (`brought_error`: with the draft chunk's
+    cut last paragraph, which the target completes)."""
     roles = {"draft": Role("draft", draft, pd, a.temperature), "target": Role("target", target, pt, a.temperature)}
     chunking = Chunking(stop=(), max_tokens=a.chunk, max_turns=max_turns or a.max_turns,
                         token_budget=a.chunk * a.max_turns)
@@ -154,12 +160,15 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
                 row["prefix_ok" + suffix] = reasoning.first_error(p, text, complete=False, labels=labels) is None
                 row["error" + suffix] = reasoning.first_error(p, new_text, complete=not cut, labels=labels) is not None
             chunks.append(row)
-            if takeover_at_first_error and not took and row["prefix_ok"] and row["error"] and not finished_reason(st, chunking):
-                tg = await ctx.generate("target")  # one takeover chunk after the wrong one, same turn
+            if takeover and not took and row["prefix_ok"] and row["error"] == (takeover == "first_error") \
+                    and not finished_reason(st, chunking):
+                tg = await ctx.generate("target")  # one takeover chunk after the draft's, same turn
                 took = {"kind": reasoning.first_error_kind(p, new_text, complete=not cut),
                         "washes_out": reasoning.error_washes_out(p, new_text, complete=not cut),
                         "wrong_chunk_at": len(text), "at": len(st.text), "target_text": tg.text, "target_finish": tg.finish}
                 ctx.keep(tg)
+                took["brought_error"] = not row["error"] and reasoning.first_error(
+                    p, st.text, complete=tg.finish != "length") is not None
             if finished_reason(st, chunking):
                 break
         samples.append({"q": k, "turns": st.turn, "correct": extract_boxed(st.text) == p.answer,
@@ -220,7 +229,7 @@ def repair_figures(cases: list[dict], by_kind: bool = True) -> dict:
 
 
 def one_takeover_figures(samples: list[dict]) -> dict:
-    """Of the samples taken over once at their first error (`rollouts(takeover_at_first_error=True)`),
+    """Of the samples taken over once at their first error (`rollouts(takeover="first_error")`),
     the share that ended right; also among errors that change the answer, and by kind."""
     took = [s for s in samples if s["took_over"]]
     changing = [s for s in took if not s["took_over"]["washes_out"]]
@@ -230,6 +239,15 @@ def one_takeover_figures(samples: list[dict]) -> dict:
         of = [s for s in changing if s["took_over"]["kind"] == k]
         out["by_kind"][str(k)] = share(sum(s["correct"] for s in of), len(of))
     return out
+
+
+def harm_figures(samples: list[dict]) -> dict:
+    """Of the samples taken over once after right text (`rollouts(takeover="right_text")`):
+    the share whose first error the target's chunk brought (the cost of a gate's false
+    alarm), and the share that ended right."""
+    took = [s for s in samples if s["took_over"]]
+    return {"brought_error": share(sum(s["took_over"]["brought_error"] for s in took), len(took)),
+            "ended_right": share(sum(s["correct"] for s in took), len(took))}
 
 
 def dump_repairs(a, cases: list[dict], out: dict) -> dict:
@@ -260,8 +278,10 @@ async def measure(urls: dict, a) -> dict:
         if a.repairs_only:  # the draft's chunked rollouts and the target's repairs, nothing else
             chunks, _ = await rollouts(d, t, pd, pt, test, a)
             out["append_repair"], cases = await repairs(t, pt, test, chunks, a)
-            _, once = await rollouts(d, t, pd, pt, test, a, takeover_at_first_error=True)
+            _, once = await rollouts(d, t, pd, pt, test, a, takeover="first_error")
             out["append_repair_one_takeover"] = one_takeover_figures(once)
+            _, false_alarms = await rollouts(d, t, pd, pt, test, a, takeover="right_text")
+            out["append_harm_one_takeover"] = harm_figures(false_alarms)
             return dump_repairs(a, cases, out)
         ids = pd.prompt_ids(question(test[0]))
         for conc in (1, 16):
@@ -284,8 +304,10 @@ async def measure(urls: dict, a) -> dict:
             repairs(t, pt, test, chunks, a), repairs(t, pt, test, chunks, a, "_labels"),
             rollouts(d, t, pd, pt, calib, a, max_turns=1))  # calibration: first chunks only
         dump_repairs(a, cases, out)
-        _, once = await rollouts(d, t, pd, pt, test, a, takeover_at_first_error=True)
+        _, once = await rollouts(d, t, pd, pt, test, a, takeover="first_error")
         out["append_repair_one_takeover"] = one_takeover_figures(once)
+        _, false_alarms = await rollouts(d, t, pd, pt, test, a, takeover="right_text")
+        out["append_harm_one_takeover"] = harm_figures(false_alarms)
         first = [c["ppl"] for c in c_chunks if c["turn"] == 0]
         out["calibration_first_chunk_ppl"] = {
             **dist(first), "max_share_one_value_exact": max(Counter(first).values()) / len(first),

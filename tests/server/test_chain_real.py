@@ -162,7 +162,9 @@ def test_one_takeover_at_the_first_error_is_what_append_mode_atts_does(testbed):
     after the draft chunk that holds its first error (the text before that chunk has
     none); the target's one chunk follows that chunk in the text, and the draft goes on
     after it unless the sample is over. A sample whose first wrong chunk is not its last
-    is always taken over; the figures count the samples taken over."""
+    is always taken over; the figures count the samples taken over. Its false-alarm twin
+    (`append_harm_one_takeover`) takes over once after the first right chunk instead, and
+    says whether the target's chunk brought the first error."""
     import asyncio
     import importlib.util
     from types import SimpleNamespace
@@ -190,16 +192,16 @@ def test_one_takeover_at_the_first_error_is_what_append_mode_atts_does(testbed):
         async def score(self, *args, **kw):
             return await self.engine.score(*args, **kw)
 
-    async def go():
+    async def go(takeover):
         async with SGLangEngine("draft", EngineSettings((testbed.urls["draft"],), 16)) as d, \
                 SGLangEngine("target", EngineSettings((testbed.urls["target"],), 16)) as t:
             target = Counting(t)
             chunks, samples = await m.rollouts(d, target, Prompter(str(MODELS / "chain-draft")),
                                                Prompter(str(MODELS / "chain-target")), problems, a,
-                                               takeover_at_first_error=True)
+                                               takeover=takeover)
             return chunks, samples, target.generated
 
-    chunks, samples, generated = asyncio.run(go())
+    chunks, samples, generated = asyncio.run(go("first_error"))
     took = [s for s in samples if s["took_over"]]
     assert took and generated == len(took)  # one target chunk per taken-over sample, none elsewhere
     for s in samples:
@@ -218,3 +220,15 @@ def test_one_takeover_at_the_first_error_is_what_append_mode_atts_does(testbed):
             assert extract_boxed(text) is not None or t["target_finish"] == "eos" or s["capped"]
     fig = m.one_takeover_figures(samples)
     assert fig["n"] == len(took)
+
+    chunks, samples, generated = asyncio.run(go("right_text"))
+    took = [s for s in samples if s["took_over"]]
+    assert took and generated == len(took)
+    for s in took:
+        p, text, t = problems[s["q"]], s["text"], s["took_over"]
+        first = [c for c in chunks if c["q"] == s["q"]][0]
+        assert first["text_start"] == t["wrong_chunk_at"] and not first["error"]  # the first chunk, and right
+        assert t["target_text"] and text[t["at"]:].startswith(t["target_text"])
+        after = text[:t["at"] + len(t["target_text"])]
+        assert t["brought_error"] == (reasoning.first_error(p, after, complete=t["target_finish"] != "length") is not None)
+    assert m.harm_figures(samples)["brought_error"]["n"] == len(took)
