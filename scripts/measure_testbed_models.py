@@ -132,11 +132,13 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
     first wrong draft chunk the target writes one chunk after it (as `ATTS.resolve`
     does), then the draft goes on to the end. Each sample records its text, whether it
     ended right and, when taken over, the first error's kind and washout, where the
-    wrong chunk and the target's chunk start in the text, and the target's chunk.
+    draft chunk taken over and the target's chunk start in the text, and the target's chunk.
     ``takeover="right_text"``: the same once after the first draft chunk whose text is
     right (what a gate's false alarm hands the target); the sample also records whether
     the target's chunk holds its first error (`brought_error`: with the draft chunk's
     cut last paragraph, which the target completes)."""
+    if takeover not in (None, "first_error", "right_text"):
+        raise ValueError(f"takeover must be None, 'first_error' or 'right_text', not {takeover!r}")
     roles = {"draft": Role("draft", draft, pd, a.temperature), "target": Role("target", target, pt, a.temperature)}
     chunking = Chunking(stop=(), max_tokens=a.chunk, max_turns=max_turns or a.max_turns,
                         token_budget=a.chunk * a.max_turns)
@@ -165,7 +167,7 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
                 tg = await ctx.generate("target")  # one takeover chunk after the draft's, same turn
                 took = {"kind": reasoning.first_error_kind(p, new_text, complete=not cut),
                         "washes_out": reasoning.error_washes_out(p, new_text, complete=not cut),
-                        "wrong_chunk_at": len(text), "at": len(st.text), "target_text": tg.text, "target_finish": tg.finish}
+                        "chunk_at": len(text), "at": len(st.text), "target_text": tg.text, "target_finish": tg.finish}
                 ctx.keep(tg)
                 took["brought_error"] = not row["error"] and reasoning.first_error(
                     p, st.text, complete=tg.finish != "length") is not None

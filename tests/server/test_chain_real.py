@@ -211,9 +211,9 @@ def test_one_takeover_at_the_first_error_is_what_append_mode_atts_does(testbed):
         if not t:
             assert not wrong or wrong[0] is rows[-1]  # no error, or only in the chunk that ended the sample
             continue
-        assert wrong and wrong[0]["text_start"] == t["wrong_chunk_at"]
+        assert wrong and wrong[0]["text_start"] == t["chunk_at"]
         # the error is in the chunk taken over (a chunk cut mid-paragraph: its last paragraph is not judged)
-        assert reasoning.first_error(p, text[:t["wrong_chunk_at"]], complete=False) is None
+        assert reasoning.first_error(p, text[:t["chunk_at"]], complete=False) is None
         assert reasoning.first_error(p, text[:t["at"]], complete=not wrong[0]["cut"]) is not None
         assert t["target_text"] and text[t["at"]:].startswith(t["target_text"])
         if len(text) == t["at"] + len(t["target_text"]):  # nothing after the takeover: the target ended it
@@ -227,7 +227,7 @@ def test_one_takeover_at_the_first_error_is_what_append_mode_atts_does(testbed):
     for s in took:
         p, text, t = problems[s["q"]], s["text"], s["took_over"]
         first = [c for c in chunks if c["q"] == s["q"]][0]
-        assert first["text_start"] == t["wrong_chunk_at"] and not first["error"]  # the first chunk, and right
+        assert first["text_start"] == t["chunk_at"] and not first["error"]  # the first chunk, and right
         assert t["target_text"] and text[t["at"]:].startswith(t["target_text"])
         after = text[:t["at"] + len(t["target_text"])]
         assert t["brought_error"] == (reasoning.first_error(p, after, complete=t["target_finish"] != "length") is not None)
