@@ -331,6 +331,42 @@ def summarize_dump(path: Path) -> dict:
     return repair_figures(cases)
 
 
+def first_errors_of_run(row_dir: Path) -> dict:
+    """Where each sample of a finished run on the chain task (e.g. a bench row,
+    ``results/bench/rows/atts@4``) made its first error: the role whose kept chunk holds
+    it (`reasoning.first_error`, a chunk cut mid-paragraph judged without its last
+    paragraph), and whether the sample still ended right; the target chunks (an ATTS
+    row's takeovers) that came after right text, and those that brought the first error; for a
+    draft's first error after a takeover, its kind and whether a look-back lies within
+    the three paragraphs before it."""
+    problems = {p.id: p for p in reasoning.generate("test", 1000)}
+    c: Counter = Counter()
+    for f in sorted((row_dir / "samples").glob("*.json")):
+        rec = json.loads(f.read_text())
+        p, kept = problems[rec["question_id"]], [s for s in rec["steps"] if s["kept"]]
+        text, first, after_target = "", None, False
+        for i, st in enumerate(kept):
+            before, text = text, text + st["text"]
+            right_before = reasoning.first_error(p, before, complete=False) is None
+            if st["role"] == "target":
+                c["target_chunks_after_right_text"] += right_before
+            off = reasoning.first_error(p, text, complete=i == len(kept) - 1 or st["finish"] != "length")
+            if first is None and off is not None:
+                first = st["role"]
+                c["target_chunks_that_brought_the_first_error"] += first == "target" and right_before
+                if first == "draft" and after_target:
+                    near = any(x.startswith(reasoning.LOOK_BACK_OPENINGS)
+                               for x in text[:off].split(reasoning.PARAGRAPH)[-3:])
+                    kind = reasoning.first_error_kind(p, text, complete=True)
+                    c[f"draft_after_a_takeover: {kind}{', a look-back just before' if near else ''}"] += 1
+            after_target |= st["role"] == "target"
+        c["samples"] += 1
+        c["correct"] += rec["correct"]
+        c[f"first_error_by_{first}"] += 1
+        c[f"first_error_by_{first}_and_correct"] += rec["correct"]
+    return dict(sorted(c.items()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200, help="test problems")
@@ -344,9 +380,14 @@ def main() -> int:
     ap.add_argument("--repairs-only", action="store_true", help="measure only the append-mode repairs")
     ap.add_argument("--summarize-dump", metavar="PATH", help="no servers: the repair figures of a --dump-repairs "
                     "file, with each error's washout judged again (`reasoning.error_washes_out`, test split)")
+    ap.add_argument("--first-errors-of", nargs="+", metavar="ROW_DIR", help="no servers: where each sample of "
+                    "these finished runs (e.g. bench rows) made its first error, the draft or a takeover")
     ap.add_argument("--draft", default=str(ROOT / "models/chain-draft"))
     ap.add_argument("--target", default=str(ROOT / "models/chain-target"))
     a = ap.parse_args()
+    if a.first_errors_of:
+        print(json.dumps({d: first_errors_of_run(Path(d)) for d in a.first_errors_of}, indent=2))
+        return 0
     if a.summarize_dump:
         print(json.dumps(summarize_dump(Path(a.summarize_dump)), indent=2))
         return 0

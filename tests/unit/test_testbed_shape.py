@@ -230,3 +230,37 @@ def test_continue_only_lessons_open_no_look_back_but_go_on_with_one():
             for _, end in found:  # the first redone round, right after the opening, keeps its loss
                 assert carries(cut.loss_spans, end) and sol.text[end:].startswith("round ")
     assert openings > 150
+
+
+def test_first_errors_of_a_run_are_put_on_the_chunk_that_made_them(tmp_path):
+    """`scripts/measure_testbed_models.py --first-errors-of`: a sample whose draft chunk is
+    right and whose takeover chunk holds a wrong value counts as a first error by the
+    target, brought after right text; a clean sample counts as none."""
+    import importlib.util
+    import json
+    import random
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("measure_testbed_models", ROOT / "scripts/measure_testbed_models.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    p = reasoning.generate("test", 1)[0]
+    text = reasoning.solve(p, random.Random(0)).text
+    paras = text.split(reasoning.PARAGRAPH)
+    head = reasoning.PARAGRAPH.join(paras[:2]) + reasoning.PARAGRAPH  # intro and start: right
+    tail = text[len(head):]
+    a, op, b, c = reasoning._EQ.findall(tail)[0]
+    wrong_tail = tail.replace(f"= {c}", f"= {int(c) + 10}", 1)
+    (tmp_path / "samples").mkdir()
+
+    def step(role, t, finish):
+        return {"role": role, "text": t, "kept": True, "finish": finish}
+
+    for k, (t2, correct) in enumerate(((wrong_tail, False), (tail, True))):
+        rec = {"question_id": p.id, "correct": correct,
+               "steps": [step("draft", head, "length"), step("target", t2, "stop")]}
+        (tmp_path / "samples" / f"{k}.json").write_text(json.dumps(rec))
+    got = m.first_errors_of_run(tmp_path)
+    assert got["samples"] == 2 and got["first_error_by_target"] == 1 and got["first_error_by_None"] == 1
+    assert got["target_chunks_after_right_text"] == 2 and got["target_chunks_that_brought_the_first_error"] == 1
