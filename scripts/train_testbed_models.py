@@ -178,7 +178,7 @@ def train_role(role: str, args, eval_problems) -> dict:
     tok = AutoTokenizer.from_pretrained(tok_from) if tok_from else build_tokenizer(arch["vocab"], corpus)
     # the draft learns clean text, with look-backs (and `--draft-error-share` of them finding
     # an error) when it must read a look-back target's takeovers in append mode
-    errors = args.target_errors if role == "target" else "recheck" if args.draft_look_backs else "draft"
+    errors = args.target_errors if role == "target" else args.draft_look_back_lessons if args.draft_look_backs else "draft"
     lessons = [reasoning.solve(p, rng, with_error=rng.random() < error_share, errors=errors) for p in problems]
     if role == "draft" and args.draft_look_backs == "continue":  # go on with the target's look-backs, open none
         lessons = [reasoning.continue_only(sol) for sol in lessons]
@@ -241,8 +241,9 @@ def train_role(role: str, args, eval_problems) -> dict:
             "schedule": "linear warm-up over 5% of the steps, then cosine to 0.1x over the steps or the time cap, whichever ends first",
             "autocast": "bfloat16" if args.autocast_bf16 else None,
             "target_errors": args.target_errors if role == "target" else None,
-            "look_backs": (args.draft_look_backs if role == "draft" else "write") if errors == "recheck" else None,
-            "error_kinds": reasoning.ERROR_KINDS if error_share and errors in ("draft", "recheck") else None,
+            "draft_errors": errors if role == "draft" else None,
+            "look_backs": (args.draft_look_backs if role == "draft" else "write") if errors in ("recheck", "resume") else None,
+            "error_kinds": reasoning.ERROR_KINDS if error_share and errors in ("draft", "recheck", "resume") else None,
             "command": " ".join(["python", "scripts/train_testbed_models.py", *sys.argv[1:]])}
     hf_training.write_checkpoint(model, tok, Path(args.out) / f"chain-{role}", card, CHAT_TEMPLATE)
     print(f"[{role}] done in {wall:.0f}s, greedy test accuracy {acc:.3f}", flush=True)
@@ -268,12 +269,15 @@ def main() -> None:
                     help="share of target training solutions with one injected, corrected error")
     ap.add_argument("--target-errors", choices=reasoning.ERROR_MODELS, default="draft",
                     help="the error lessons: draft (the draft's own kinds: the shipped target's), slips (the first "
-                         "target's) or recheck (look-backs every 3-5 rounds that find the draft's kinds of error)")
+                         "target's), recheck (look-backs every 3-5 rounds that find the draft's kinds of error) or "
+                         "resume (recheck, each look-back followed by a paragraph naming the next round and its count-down)")
     ap.add_argument("--draft-stop-at-accuracy", type=float, default=0.75)
     ap.add_argument("--draft-look-backs", nargs="?", const="write", choices=("write", "continue"), default=None,
                     help="the draft learns solutions with look-backs (errors=recheck), as a look-back target writes "
                          "them: `write` (the default) opens them too; `continue` only goes on with one already "
                          "opened (no loss on the openings: reasoning.continue_only)")
+    ap.add_argument("--draft-look-back-lessons", choices=("recheck", "resume"), default="recheck",
+                    help="with --draft-look-backs: which look-back lessons (as --target-errors); match the target's")
     ap.add_argument("--draft-error-share", type=float, default=0.0,
                     help="with --draft-look-backs: share of draft solutions whose look-back finds an error (no loss on it)")
     ap.add_argument("--autocast-bf16", action="store_true",

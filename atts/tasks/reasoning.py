@@ -291,7 +291,7 @@ ERROR_KINDS = {"value": 0.55, "branch": 0.3, "closing": 0.15}
 CARRY = (0, 0, 1, 1, 2, 2, 3, 4)
 THROUGH_ANSWER = 0.5      # an error carried past the last round: the closing paragraph too
 CLOSING_WITH_ANSWER = 0.6  # a wrong closing paragraph: the boxed answer after it too
-ERROR_MODELS = ("slips", "draft", "recheck")
+ERROR_MODELS = ("slips", "draft", "recheck", "resume")
 
 
 def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False, errors: str = "slips") -> Solution:
@@ -305,8 +305,8 @@ def solve(p: ChainProblem, rng: random.Random, *, with_error: bool = False, erro
         raise ValueError(f"errors must be one of {sorted(ERROR_MODELS)}, got {errors!r}")
     if with_error and errors == "draft":
         return _solve_with_draft_error(p, rng)
-    if errors == "recheck":
-        return _solve_with_rechecks(p, rng, with_error=with_error)
+    if errors in ("recheck", "resume"):
+        return _solve_with_rechecks(p, rng, with_error=with_error, resume=errors == "resume")
     paras: list[tuple[str, bool]] = [(rng.choice(INTRO), True), (rng.choice(START).format(v=p.start), True)]
     err_at = rng.randrange(p.rounds) if with_error else None
     carry = min(rng.choice((0, 0, 0, 1, 1, 2)), p.rounds - 1 - err_at) if with_error else 0
@@ -446,6 +446,17 @@ LOOK_BACK_MISS = "round {r}: {eq}, but I wrote {bad}, so that was wrong"
 LOOK_BACK_WINDOW = 4           # rounds a look-back covers at most (the draft's 128-token chunk holds ~4)
 LOOK_BACK_EVERY = (3, 4, 4, 5)  # rounds between two look-backs
 LOOK_BACK_CARRY = (0, 1, 1, 2, 2, 3)  # rounds an error is carried before the look-back finds it
+# `errors="resume"`: after a look-back (and its redo), a paragraph that names the next round
+# and its count-down exactly as the round's own paragraph will ("round 5 (2 left)"). Without
+# it the continue-only draft lost its place after a target's look-back in 6 of 17 of its
+# after-takeover first errors: after "...; round 4: 7 + 9 = 16." it wrote "Next, round 4
+# with 3 left: 16 is even", redoing the round the look-back had just redone
+# (docs/testbed_chain.md, "A draft that only continues look-backs").
+RESUME = [
+    "Next is round {r} ({left} left), from {v}.",
+    "So round {r} ({left} left) comes next, starting from {v}.",
+    "Okay, on to round {r} ({left} left) with {v}.",
+]
 
 
 def _look_back(rng: random.Random, p: ChainProblem, rounds: list[tuple[int, int, int]]) -> str:
@@ -481,11 +492,18 @@ def continue_only(sol: Solution) -> Solution:
     return Solution(sol.text, spans)
 
 
-def _solve_with_rechecks(p: ChainProblem, rng: random.Random, *, with_error: bool) -> Solution:
+def _solve_with_rechecks(p: ChainProblem, rng: random.Random, *, with_error: bool, resume: bool = False) -> Solution:
     """``solve(errors="recheck")``: a solution with a look-back (`LOOK_BACK`) every 3-5
     rounds. With ``with_error``, one draft-like error (``ERROR_KINDS``): a wrong value or
     branch carried on for 0-3 rounds (no loss), then the look-back that finds it and the
-    redo; a closing error fixed as in ``errors="draft"``."""
+    redo; a closing error fixed as in ``errors="draft"``. With ``resume``
+    (``errors="resume"``), every look-back (and redo) that is not after the last round is
+    followed by a `RESUME` paragraph naming the next round, its count-down and value."""
+    def next_round(done: int, v: int) -> list[tuple[str, bool]]:  # after ``done`` rounds, at ``v``
+        if not resume or done >= p.rounds:
+            return []
+        return [(rng.choice(RESUME).format(r=done + 1, left=p.rounds - done - 1, v=v), True)]
+
     paras: list[tuple[str, bool]] = [(rng.choice(INTRO), True), (rng.choice(START).format(v=p.start), True)]
     kind = rng.choices(list(ERROR_KINDS), weights=list(ERROR_KINDS.values()))[0] if with_error else None
     err_at = (rng.randrange(1, p.rounds + 1) if kind == "closing" else rng.randrange(p.rounds)) if kind else None
@@ -521,6 +539,7 @@ def _solve_with_rechecks(p: ChainProblem, rng: random.Random, *, with_error: boo
                 paras += _closing(rng, p, w, through=rng.random() < CLOSING_WITH_ANSWER)
             paras.append((_look_back(rng, p, since[-LOOK_BACK_WINDOW:]), True))
             paras.append((rng.choice(REDO).format(r=r + 1, v=right), True))
+            paras += next_round(r + 1, right)
             since, due, kind = [], rng.choice(LOOK_BACK_EVERY), None
         else:
             paras.append((_step(rng, p, r, v, right), True))
@@ -528,6 +547,7 @@ def _solve_with_rechecks(p: ChainProblem, rng: random.Random, *, with_error: boo
             since.append((r, v, right))
             if len(since) >= due:
                 paras.append((_look_back(rng, p, since[-LOOK_BACK_WINDOW:]), True))
+                paras += next_round(r + 1, right)
                 since, due = [], rng.choice(LOOK_BACK_EVERY)
         v, r = right, r + 1
     paras.append((rng.choice(DONE).format(v=v, n=p.rounds), True))

@@ -206,6 +206,38 @@ def test_look_back_lessons_find_the_error_they_carry():
     assert reasoning.first_error_kind(p, wrong_look) == "look-back"
 
 
+def test_resume_lessons_name_the_round_that_comes_next_after_every_look_back():
+    """`reasoning.solve(errors="resume")`: every look-back that is not after the last round
+    is followed (after its redo, if it found an error) by a `RESUME` paragraph with loss
+    that names the next round's number, count-down and start value exactly as the next
+    round paragraph writes them; clean solutions stay right."""
+    import random
+
+    rng, resumes = random.Random(2), 0
+    for p in reasoning.generate("train", 300):
+        for with_error in (False, True):
+            sol = reasoning.solve(p, rng, with_error=with_error, errors="resume")
+            kept = "".join(sol.text[a:b] for a, b in sol.loss_spans)
+            paras = sol.text.split(reasoning.PARAGRAPH)
+            if not with_error:
+                assert reasoning.first_error(p, sol.text) is None
+            for i, para in enumerate(paras):
+                if not para.startswith(reasoning.LOOK_BACK_OPENINGS):
+                    continue
+                j = i + 1 + (paras[i + 1].startswith(("So after round", "So the correct value")))
+                if paras[j].startswith(("That was the last", "All ", "So after every")):
+                    continue  # after the last round: the closing follows
+                resume = paras[j]
+                # the round paragraph that follows (past an injected early closing and its fix)
+                step = next(x for x in paras[j + 1:] if reasoning._LEFT.search(x) and reasoning._EQ.search(x))
+                r, left, v = map(int, reasoning._NUM.findall(resume))
+                assert resume in kept and not resume.startswith(reasoning.LOOK_BACK_OPENINGS), resume
+                assert f"round {r}" in step.lower() and f"{left} left" in step, (resume, step)
+                assert reasoning._EQ.findall(step)[0][0] == str(v)
+                resumes += 1
+    assert resumes > 300
+
+
 def test_continue_only_lessons_open_no_look_back_but_go_on_with_one():
     """`reasoning.continue_only` (`--draft-look-backs continue`): every look-back opening
     loses its loss, character for character, and nothing else does; the rounds it redoes
