@@ -31,6 +31,10 @@ string, `--max-turns` cap) and sampling temperature:
   the draft to the end: the share that ends right (what append-mode ATTS can gain);
   and the cost of a false alarm (`append_harm_one_takeover`): the same once after the
   first right chunk, the share of target chunks that bring the sample's first error;
+- the gate at `--alpha` on the calibration's first-chunk PPLs: the share of wrong chunks
+  it takes over (recall) and of right ones (false alarms), and `accuracy_model`, the
+  pass@1 those and the one-takeover repair predict for append-mode ATTS against what
+  the goal (within 2 points of the target) needs;
 - per-token decode cost of each model at batch 1 and 16 streams, and the ratio.
 """
 
@@ -54,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from atts.engines.sglang import EngineSettings, SGLangEngine  # noqa: E402
+from atts.method.conformal import ConformalCalibration  # noqa: E402
 from atts.tasks.grading import extract_boxed  # noqa: E402
 from atts.tasks.prompts import Prompter  # noqa: E402
 from atts.serving.sglang import ServerGroup, ServerSpec  # noqa: E402
@@ -252,6 +257,37 @@ def harm_figures(samples: list[dict]) -> dict:
             "ended_right": share(sum(s["correct"] for s in took), len(took))}
 
 
+def gate_figures(chunks: list[dict], calibration: list[float], alpha: float) -> dict:
+    """The conformal gate at ``alpha`` on the first-chunk ``calibration`` PPLs (the
+    runtime's `ConformalCalibration`, 1e-5 resolution), applied to every judged draft chunk
+    (its text before it still right): the share of chunks that add an error it takes over
+    (recall), of right chunks it takes over (false alarms), and of all judged chunks. The
+    runtime calibrates each turn on its own; here every turn uses the first chunks' scores."""
+    cal = ConformalCalibration(tuple(calibration), alpha, 1e-5)
+    judged = [c for c in chunks if c["prefix_ok"]]
+    wrong = [cal.takeover(c["ppl"]) for c in judged if c["error"]]
+    right = [cal.takeover(c["ppl"]) for c in judged if not c["error"]]
+    return {"alpha": alpha, "threshold_ppl": cal.quantile, "recall": share(sum(wrong), len(wrong)),
+            "false_alarm": share(sum(right), len(right)), "takeover": share(sum(wrong) + sum(right), len(judged))}
+
+
+def accuracy_model(out: dict) -> dict:
+    """A first-order reading of append-mode ATTS's pass@1 from the measured figures: the
+    draft's chunked rollouts end right with p0; a sample that ends wrong is saved when the
+    gate takes over its first wrong chunk (recall) and that one takeover turns its
+    answer right (`append_repair_one_takeover`, where the error changes the answer). It
+    leaves out false alarms' harm (`append_harm_one_takeover`) and later takeovers' second
+    chances. ``needed``: the recall x repair that would bring ATTS within 2 points of the
+    target alone."""
+    p0 = out["draft_chunked_pass@1"]["rate"]
+    recall = out["gate_at_alpha"]["recall"]["rate"]
+    repair = out["append_repair_one_takeover"]["answer_changing"]["rate"]
+    goal = out["target_pass@1"]["rate"] - 0.02
+    return {"draft_chunked_pass@1": p0, "recall": recall, "one_takeover_repair_answer_changing": repair,
+            "predicted_atts_pass@1": p0 + (1 - p0) * recall * repair, "goal_pass@1": goal,
+            "recall_x_repair": recall * repair, "recall_x_repair_needed": (goal - p0) / (1 - p0)}
+
+
 def dump_repairs(a, cases: list[dict], out: dict) -> dict:
     if a.dump_repairs:
         Path(a.dump_repairs).write_text(json.dumps(cases, indent=1) + "\n")
@@ -314,6 +350,8 @@ async def measure(urls: dict, a) -> dict:
         out["calibration_first_chunk_ppl"] = {
             **dist(first), "max_share_one_value_exact": max(Counter(first).values()) / len(first),
             "max_share_one_value_1e-4": max(Counter(round(x, 4) for x in first).values()) / len(first)}
+        out["gate_at_alpha"] = gate_figures(chunks, first, a.alpha)
+        out["accuracy_model"] = accuracy_model(out)
     return out
 
 
@@ -374,6 +412,7 @@ def main() -> int:
     ap.add_argument("--chunk", type=int, default=128, help="draft tokens per chunk (testbed.yaml)")
     ap.add_argument("--max-turns", type=int, default=15)
     ap.add_argument("--temperature", type=float, default=0.6)
+    ap.add_argument("--alpha", type=float, default=0.4, help="the gate's level for `gate_at_alpha` (testbed.yaml's)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--dump-repairs", metavar="PATH", help="write each append-mode repair case (the draft's text "
                     "up to its first wrong chunk, the target's continuation, the error's kind, the outcome) here")

@@ -296,3 +296,29 @@ def test_first_errors_of_a_run_are_put_on_the_chunk_that_made_them(tmp_path):
     got = m.first_errors_of_run(tmp_path)
     assert got["samples"] == 2 and got["first_error_by_target"] == 1 and got["first_error_by_None"] == 1
     assert got["target_chunks_after_right_text"] == 2 and got["target_chunks_that_brought_the_first_error"] == 1
+
+
+def test_gate_figures_take_over_what_the_runtime_gate_would():
+    """`scripts/measure_testbed_models.py`'s `gate_at_alpha`: on calibration PPLs 1.00-1.99
+    at alpha 0.4 the gate takes over a PPL of 1.70 and lets 1.50 through (the runtime's
+    `ConformalCalibration`); chunks after an earlier error are not judged; and
+    `accuracy_model` reads p0 + (1 - p0) x recall x repair."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("measure_testbed_models", ROOT / "scripts/measure_testbed_models.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    calibration = [1 + i / 100 for i in range(100)]
+    chunks = [{"prefix_ok": True, "error": True, "ppl": 1.7}, {"prefix_ok": True, "error": True, "ppl": 1.5},
+              {"prefix_ok": True, "error": False, "ppl": 1.2}, {"prefix_ok": True, "error": False, "ppl": 1.9},
+              {"prefix_ok": False, "error": True, "ppl": 9.0}]
+    g = m.gate_figures(chunks, calibration, 0.4)
+    assert g["recall"]["k"] == 1 and g["recall"]["n"] == 2
+    assert g["false_alarm"]["k"] == 1 and g["false_alarm"]["n"] == 2
+    assert g["takeover"]["k"] == 2 and g["takeover"]["n"] == 4
+    assert 1.59 < g["threshold_ppl"] < 1.62
+    out = {"draft_chunked_pass@1": {"rate": 0.6}, "target_pass@1": {"rate": 0.97}, "gate_at_alpha": g,
+           "append_repair_one_takeover": {"answer_changing": {"rate": 0.5}}}
+    acc = m.accuracy_model(out)
+    assert abs(acc["predicted_atts_pass@1"] - (0.6 + 0.4 * 0.5 * 0.5)) < 1e-9
+    assert abs(acc["recall_x_repair_needed"] - (0.95 - 0.6) / 0.4) < 1e-9
