@@ -36,7 +36,11 @@ rounds (`LOOK_BACK`), redoing the last rounds from the values written, and the e
 lessons are found by such a look-back ("round 4: 47 + 1 = 48, but I wrote 58, so that
 was wrong"): noticing a wrong value becomes writing the right one and comparing. A
 target fine-tuned on them repaired 65% of the draft's first errors when it wrote the
-rest, but ATTS, where it writes one chunk, did not gain.
+rest, but ATTS, where it writes one chunk, did not gain. ``errors="resume"`` (tried on
+2026-11-30, not shipped; docs/testbed_chain.md, "Look-backs that say where the count
+stands") adds after every look-back a paragraph naming the next round and its
+count-down (`RESUME`), so that a draft going on after a target's look-back does not redo
+a round.
 
 Splits are disjoint by construction (a hash bucket of the problem text), seeded.
 """
