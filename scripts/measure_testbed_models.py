@@ -137,7 +137,8 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
     first wrong draft chunk the target writes one chunk after it (as `ATTS.resolve`
     does), then the draft goes on to the end. Each sample records its text, whether it
     ended right and, when taken over, the first error's kind and washout, where the
-    draft chunk taken over and the target's chunk start in the text, and the target's chunk.
+    draft chunk taken over and the target's chunk start in the text, and the target's chunk;
+    every sample records why it ended (`ended`: `finished_reason`'s, or "draft_empty").
     ``takeover="right_text"``: the same once after the first draft chunk whose text is
     right (what a gate's false alarm hands the target); the sample also records whether
     the target's chunk holds its first error (`brought_error`: with the draft chunk's
@@ -151,10 +152,11 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
 
     async def one(k, p):
         ctx = SampleContext(SampleState(question(p), 0), roles, chunking)
-        st, took = ctx.state, None
+        st, took, ended = ctx.state, None, None
         while True:
             g = await ctx.generate("draft")
             if not g.token_ids:
+                ended = "draft_empty"
                 break
             text = st.text
             s = await ctx.score(g)
@@ -176,10 +178,11 @@ async def rollouts(draft, target, pd, pt, problems, a, max_turns: int | None = N
                 ctx.keep(tg)
                 took["brought_error"] = not row["error"] and reasoning.first_error(
                     p, st.text, complete=tg.finish != "length") is not None
-            if finished_reason(st, chunking):
+            ended = finished_reason(st, chunking)
+            if ended:
                 break
         samples.append({"q": k, "turns": st.turn, "correct": extract_boxed(st.text) == p.answer,
-                        "capped": st.turn >= chunking.max_turns, "took_over": took, "text": st.text})
+                        "capped": st.turn >= chunking.max_turns, "ended": ended, "took_over": took, "text": st.text})
 
     await asyncio.gather(*(one(k, p) for k, p in enumerate(problems)))
     return chunks, samples

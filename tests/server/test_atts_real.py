@@ -20,6 +20,7 @@ import pytest
 from atts.commands.calibrate import calibrate_async
 from atts.commands.evaluate import evaluate_async
 from atts.runtime.session import run_with_roles
+from atts.seeds import request_seed
 from conftest import ROOT
 
 pytestmark = pytest.mark.server
@@ -41,7 +42,7 @@ def runs(testbed, tmp_path_factory):
     cfg = testbed.config(tmp, sets=sets, limit=N_EVAL_QUESTIONS)
     cal = _run(cfg, lambda roles: calibrate_async(cfg, roles, progress=False))
     cal.save(cfg.calibration_path)
-    out = {"calibration": cal, "calibration_path": cfg.calibration_path}
+    out = {"calibration": cal, "calibration_path": cfg.calibration_path, "seed": cfg.sampling.seed}
     for policy in ("draft_only", "target_only", "atts"):
         c = testbed.config(tmp, sets=sets, limit=N_EVAL_QUESTIONS, policy=policy, output_dir=str(tmp / policy))
         out[policy] = _run(c, lambda roles: evaluate_async(c, roles, progress=False))
@@ -64,10 +65,11 @@ def test_atts_beats_draft_and_approaches_target(runs):
         assert s["n_samples_completed"] == 2 * N_EVAL_QUESTIONS and s["n_failed"] == 0
     print(f"pass@1 draft {d['pass@1']:.3f} target {t['pass@1']:.3f} atts {a['pass@1']:.3f} "
           f"target chunk share {a['target_chunk_share']:.3f}")
-    # expected on this pair (docs/comparison.md): draft ~0.64, target ~0.98, ATTS (replace) ~0.9;
-    # the margins are about 2.5 standard errors at 64 samples a row
+    # expected on this pair (docs/comparison.md): draft ~0.64, target ~0.98, ATTS (replace)
+    # 0.8-0.9; the margins are about 2.5 and 3.5 standard errors at 64 samples a row (a
+    # broken gate, ATTS at the draft's accuracy, fails both)
     assert a["pass@1"] >= d["pass@1"] + 0.08
-    assert a["pass@1"] >= t["pass@1"] - 0.2
+    assert a["pass@1"] >= t["pass@1"] - 0.3
     assert 0 < a["target_chunk_share"] < 1
 
 
@@ -82,23 +84,38 @@ def _within(rate: float, se_eval: float, n_cal: int, z: float) -> bool:
 
 
 def test_per_turn_takeover_rate_holds_at_every_turn(runs):
-    """At every turn with enough decisions, and overall, the observed takeover rate is
-    consistent with alpha (`_within`): at every turn at a family-wise 1% (Bonferroni over
-    the turns checked), overall at 5%. On the chain testbed a turn's chunks mix the
+    """Every recorded decision is the calibration's conformal test (p <= alpha, the
+    p-value recomputed from the score, its turn's calibration and the seeded tie-break):
+    a reversed or shifted test fails here for certain. Then, at every turn with enough
+    decisions and overall, the observed takeover rate is consistent with alpha
+    (`_within`): at every turn at a family-wise 0.1% (Bonferroni over the turns checked),
+    overall at 1%, so that the statistical half fails by chance about once in 100 runs
+    (it was 6% with 1% and 5%). On the chain testbed a turn's chunks mix the
     formulaic closing chunks (low PPL, rarely taken over) with mid-solution ones, in a
     share set by the few questions' lengths, which a binomial interval ignores: a CI run
     saw 12 of 48 at turn 2 (alpha 0.5, 86 calibration scores; 2.5 standard errors here)
     and the binomial interval failed there. Power: a reversed test (p > alpha) takes over at
     1 - alpha = 0.4, 0.2 from alpha, about 2.7 standard errors of the overall rate."""
     a, cal = runs["atts"], runs["calibration"]
+    gate, decided = cal.gate(ALPHA), 0
+    for path in (runs["atts_dir"] / "samples").glob("*.json"):
+        rec = json.loads(path.read_text())
+        for st in rec["steps"]:
+            if st.get("decision") is None:
+                continue
+            u = request_seed(runs["seed"], "tie", rec["question_id"], rec["repeat"], st["turn"], st["attempt"]) / 0x7FFFFFFF
+            d = gate.decide(st["ppl"], rec["question_id"], st["turn"], u)
+            assert st["decision"] == ("takeover" if d.takeover else "accept") and abs(st["p_value"] - d.p_value) < 1e-9, st
+            decided += 1
+    assert decided >= 60
     turns = [(t, len(cal.scores.get(f"turn:{t['turn']}", []))) for t in a["takeover_rate_by_turn"]]
     turns = [(t, n_cal) for t, n_cal in turns if t["n"] >= 30 and n_cal >= 30]
     assert len(turns) >= 2
-    z_turn = NormalDist().inv_cdf(1 - 0.01 / (2 * len(turns)))
+    z_turn = NormalDist().inv_cdf(1 - 0.001 / (2 * len(turns)))
     for t, n_cal in turns:
         assert _within(t["rate"], t["stderr"], n_cal, z_turn), (t, n_cal, z_turn)
     overall = a["takeover_rate"]
-    assert _within(overall["rate"], overall["stderr"], len(cal.scores["turn:0"]), 1.96), overall
+    assert _within(overall["rate"], overall["stderr"], len(cal.scores["turn:0"]), NormalDist().inv_cdf(0.995)), overall
 
 
 def test_records_have_steps_with_timing_and_decisions(runs):
