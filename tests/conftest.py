@@ -47,3 +47,13 @@ def shared_traces():
     if not d.is_dir():
         pytest.skip(f"../shared/reference/atts_traces not present ({d}); it exists in CI, not in a user's clone")
     return d
+
+
+def gate_decision(gate, seed: int, rec: dict, step: dict):
+    """What the conformal ``gate`` decides for a recorded draft ``step`` of sample record
+    ``rec``: its PPL, its turn's calibration and the seeded tie-break ATTS draws
+    (`ATTS.decide`, `randomize_ties`), so that a test can check each recorded decision."""
+    from atts.seeds import request_seed
+
+    u = request_seed(seed, "tie", rec["question_id"], rec["repeat"], step["turn"], step["attempt"]) / 0x7FFFFFFF
+    return gate.decide(step["ppl"], rec["question_id"], step["turn"], u)

@@ -20,8 +20,7 @@ import pytest
 from atts.commands.calibrate import calibrate_async
 from atts.commands.evaluate import evaluate_async
 from atts.runtime.session import run_with_roles
-from atts.seeds import request_seed
-from conftest import ROOT
+from conftest import ROOT, gate_decision
 
 pytestmark = pytest.mark.server
 
@@ -103,8 +102,7 @@ def test_per_turn_takeover_rate_holds_at_every_turn(runs):
         for st in rec["steps"]:
             if st.get("decision") is None:
                 continue
-            u = request_seed(runs["seed"], "tie", rec["question_id"], rec["repeat"], st["turn"], st["attempt"]) / 0x7FFFFFFF
-            d = gate.decide(st["ppl"], rec["question_id"], st["turn"], u)
+            d = gate_decision(gate, runs["seed"], rec, st)
             assert st["decision"] == ("takeover" if d.takeover else "accept") and abs(st["p_value"] - d.p_value) < 1e-9, st
             decided += 1
     assert decided >= 60

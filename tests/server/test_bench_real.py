@@ -19,8 +19,7 @@ import pytest
 from atts.cli import main as cli_main
 from atts.commands.bench import ROW_ORDER
 from atts.method.conformal import CalibrationFile
-from atts.runtime.runner import request_seed
-from conftest import ROOT
+from conftest import ROOT, gate_decision
 
 pytestmark = pytest.mark.server
 
@@ -103,8 +102,7 @@ def test_pipelined_decisions_are_the_gates_and_discarded_chunks_never_show(bench
             for s in rec["steps"]:
                 if "ppl" not in s:
                     continue
-                u = request_seed(seed, "tie", rec["question_id"], rec["repeat"], s["turn"], s["attempt"]) / 0x7FFFFFFF
-                d = gate.decide(s["ppl"], rec["question_id"], s["turn"], u)
+                d = gate_decision(gate, seed, rec, s)
                 assert s["decision"] == ("takeover" if d.takeover else "accept")
                 decided += 1
                 if s.get("pre_generated"):
