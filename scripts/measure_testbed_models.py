@@ -314,8 +314,12 @@ async def measure(urls: dict, a) -> dict:
     test = reasoning.generate("test", a.n)
     calib = reasoning.generate("calibration", a.n_calibration)
     out: dict = {"n_test_problems": a.n, "chunk_tokens": a.chunk, "max_turns": a.max_turns, "temperature": a.temperature}
-    async with SGLangEngine("draft", EngineSettings((urls["draft"],), 64)) as d, \
-            SGLangEngine("target", EngineSettings((urls["target"],), 64)) as t:
+    # 64 streams a server, and a long timeout: a whole target solution (up to 1,920 tokens)
+    # among 64 streams on one core can take over the engine's default 120 s, and a re-sent
+    # request only adds to the load (a --n 400 run gave up after 5 such timeouts)
+    settings = {"max_concurrency": 64, "timeout_s": 1800.0}
+    async with SGLangEngine("draft", EngineSettings((urls["draft"],), **settings)) as d, \
+            SGLangEngine("target", EngineSettings((urls["target"],), **settings)) as t:
         if a.repairs_only:  # the draft's chunked rollouts and the target's repairs, nothing else
             chunks, _ = await rollouts(d, t, pd, pt, test, a)
             out["append_repair"], cases = await repairs(t, pt, test, chunks, a)

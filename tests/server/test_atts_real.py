@@ -58,18 +58,52 @@ def test_calibration_file_is_per_turn_and_sequential(runs):
     assert cal.meta["draft_model"].endswith("chain-draft") and cal.meta["split"] == "calibration"
 
 
-def test_atts_beats_draft_and_approaches_target(runs):
+def test_atts_lies_between_the_draft_and_the_target(runs):
     d, t, a = runs["draft_only"], runs["target_only"], runs["atts"]
     for s in (d, t, a):
         assert s["n_samples_completed"] == 2 * N_EVAL_QUESTIONS and s["n_failed"] == 0
     print(f"pass@1 draft {d['pass@1']:.3f} target {t['pass@1']:.3f} atts {a['pass@1']:.3f} "
           f"target chunk share {a['target_chunk_share']:.3f}")
-    # expected on this pair (docs/comparison.md): draft ~0.64, target ~0.98, ATTS (replace)
-    # 0.8-0.9; the margins are about 2.5 and 3.5 standard errors at 64 samples a row (a
-    # broken gate, ATTS at the draft's accuracy, fails both)
-    assert a["pass@1"] >= d["pass@1"] + 0.08
+    # expected on this pair (docs/comparison.md, docs/testbed_chain.md "Tests"): draft ~0.8,
+    # target ~0.97-0.98, ATTS (replace) ~0.86-0.95. A gain of ~0.05-0.1 over the draft is within what 64 samples a row can
+    # resolve (about +-0.1), so the gain is not asserted here: the gate's mechanism is
+    # (test_the_gate_takes_over_the_chunks_that_hold_an_error). These are the bounds: ATTS
+    # near the target, and not below the draft (each about 3 standard errors of slack)
     assert a["pass@1"] >= t["pass@1"] - 0.3
+    assert a["pass@1"] >= d["pass@1"] - 0.15
     assert 0 < a["target_chunk_share"] < 1
+
+
+def test_the_gate_takes_over_the_chunks_that_hold_an_error(runs):
+    """The target's PPL as ATTS recorded it separates the draft chunks that add an error
+    (`reasoning.first_error`, judged where the text before the chunk is still right) from
+    those that do not, and the gate takes the first over more often. This is how ATTS
+    gains accuracy, tested with the power an accuracy comparison lacks on this pair: in
+    the bench's ATTS rows (64 samples, 14-22 such chunks against ~150 right ones) the
+    recorded PPLs gave AUROC 0.85-0.93 and the gate took over 84-100% of the wrong chunks
+    against 28-45% of the right ones (this test at alpha 0.6: 50 against 329, AUROC 0.90,
+    0.96 against 0.55). A runtime that scored other text than the chunk (a
+    shifted prefix, another sample's chunk) scores at chance (AUROC 0.5, about 0.07 its
+    standard error at these counts), and a gate that ignored the score takes both over alike."""
+    from atts.tasks import reasoning
+
+    problems = {p.id: p for p in reasoning.generate("test", 1000)}
+    wrong, right = [], []  # (ppl, taken over) of decided draft chunks after right text
+    for path in (runs["atts_dir"] / "samples").glob("*.json"):
+        rec = json.loads(path.read_text())
+        p, text = problems[rec["question_id"]], ""
+        for st in rec["steps"]:
+            if st.get("decision") is not None and reasoning.first_error(p, text, complete=False) is None:
+                err = reasoning.first_error(p, text + st["text"], complete=st["finish"] != "length") is not None
+                (wrong if err else right).append((st["ppl"], st["decision"] == "takeover"))
+            if st["kept"]:
+                text += st["text"]
+    assert len(wrong) >= 5 and len(right) >= 50, (len(wrong), len(right))
+    auroc = sum((w > r) + 0.5 * (w == r) for w, _ in wrong for r, _ in right) / (len(wrong) * len(right))
+    recall, false_alarm = (sum(t for _, t in xs) / len(xs) for xs in (wrong, right))
+    print(f"wrong {len(wrong)} right {len(right)} AUROC {auroc:.3f} recall {recall:.3f} false alarms {false_alarm:.3f}")
+    assert auroc >= 0.65
+    assert recall >= false_alarm + 0.2
 
 
 def _within(rate: float, se_eval: float, n_cal: int, z: float) -> bool:

@@ -78,8 +78,9 @@ def test_atts_runs_the_gate(runs):
     """Every sample completes; the gate takes over on some chunks and not all (alpha 0.4),
     so the target writes part of the text. No accuracy relation is asserted: on this pair
     the paper's append mode keeps about the draft's accuracy (docs/testbed_chain.md: the
-    target's PPL flags wrong values at AUROC ~0.8, but its continuation repairs only ~22%
-    of them); target_only is the reference printed beside it."""
+    target's PPL flags errors at AUROC ~0.8 and its continuation repairs about half of
+    them when it writes the rest, but one takeover chunk about a third where the answer
+    changes); target_only is the reference printed beside it."""
     t, a = runs["target_only"], runs["atts"]
     for s in (t, a):
         assert s["n_samples_completed"] == N_EVAL and s["n_failed"] == 0

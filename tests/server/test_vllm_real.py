@@ -132,4 +132,4 @@ def test_atts_with_both_roles_on_vllm(vllm, tmp_path, testbed):
     urls = {req["url"] for p in (tmp_path / "run" / "samples").glob("*.json")
             for step in json.loads(p.read_text())["steps"] for req in step["requests"]}
     assert urls <= {vllm["draft"], vllm["target"]} and vllm["target"] in urls
-    assert summary["pass@1"] > 0.3  # the pair still solves the task (draft alone ~60%, target ~97%)
+    assert summary["pass@1"] > 0.3  # the pair still solves the task (draft alone ~80%, target ~97%)
