@@ -14,8 +14,9 @@ string, `--max-turns` cap) and sampling temperature:
 - for every draft chunk whose prefix is still right: does it add an error
   (`atts.tasks.reasoning.first_error`), and the target's PPL of it, scored through the
   runner's own `SampleContext` (draft text re-encoded with the target's tokenizer).
-  AUROC of that PPL for chunks with an error against chunks without; also with a wrong
-  round number counted as an error (``labels=True``: it changes no result);
+  AUROC of that PPL for chunks with an error against chunks without (pooled; per turn;
+  and within turns, as the per-turn gate compares); also with a wrong round number
+  counted as an error (``labels=True``: it changes no result);
 - the largest share of calibration-split first-chunk PPLs that any single value holds,
   at the gate's resolution (exact float, and rounded to 1e-4);
 - append mode: after the first wrong draft chunk, the target continues to the end; the
@@ -110,7 +111,32 @@ def separation(chunks: list[dict], suffix: str) -> dict:
     return {"n_right": len(right), "n_wrong": len(wrong), "error_share": len(wrong) / max(1, len(judged)),
             "auroc_target_ppl": auroc(wrong, right), "auroc_interval": auroc_interval(wrong, right),
             "median_ppl_right": statistics.median(right) if right else None,
-            "median_ppl_wrong": statistics.median(wrong) if wrong else None}
+            "median_ppl_wrong": statistics.median(wrong) if wrong else None,
+            **by_turn(judged, suffix)}
+
+
+def by_turn(judged: list[dict], suffix: str, last: int = 3) -> dict:
+    """The same AUROC per turn (turns ``last`` and later pooled), and within turns: each
+    wrong chunk compared only with the right chunks of its own turn, as the per-turn
+    gate compares a chunk with its own turn's calibration (the pooled AUROC also counts
+    pairs across turns, whose PPL levels differ)."""
+    groups: dict = {}
+    for c in judged:
+        g = groups.setdefault(min(c["turn"], last), ([], []))
+        g[0 if c["error" + suffix] else 1].append(c["ppl"])
+    rows = {f"{t}+" if t == last else str(t): {"n_wrong": len(w), "n_right": len(r),
+            "auroc": auroc(w, r) if w and r else None, "median_ppl_right": statistics.median(r) if r else None}
+            for t, (w, r) in sorted(groups.items())}
+    def within(gs) -> float | None:
+        pairs = sum(len(w) * len(r) for w, r in gs)
+        return sum(auroc(w, r) * len(w) * len(r) for w, r in gs if w and r) / pairs if pairs else None
+
+    gs = list(groups.values())
+    rng, reps = random.Random(0), 1000  # 95% percentile bootstrap, chunks resampled within each turn and class
+    boot = sorted(within([(rng.choices(w, k=len(w)), rng.choices(r, k=len(r))) for w, r in gs]) for _ in range(reps)) \
+        if within(gs) is not None else None
+    return {"by_turn": rows, "auroc_within_turn": within(gs),
+            "auroc_within_turn_interval": [boot[int(0.025 * reps)], boot[int(0.975 * reps) - 1]] if boot else None}
 
 
 async def whole_solutions(engine, pr, problems, temperature: float, max_new: int) -> dict:

@@ -322,3 +322,26 @@ def test_gate_figures_take_over_what_the_runtime_gate_would():
     acc = m.accuracy_model(out)
     assert abs(acc["predicted_atts_pass@1"] - (0.6 + 0.4 * 0.5 * 0.5)) < 1e-9
     assert abs(acc["recall_x_repair_needed"] - (0.95 - 0.6) / 0.4) < 1e-9
+
+
+def test_within_turn_auroc_compares_a_chunk_only_with_its_own_turn():
+    """`separation`'s `by_turn` and `auroc_within_turn`: when every wrong chunk is above the
+    right ones of its own turn but a later turn's PPLs sit higher overall, the within-turn
+    AUROC is 1 and the pooled one is not; turns from 3 on are pooled into "3+"; chunks
+    after an earlier error are not judged."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("measure_testbed_models", ROOT / "scripts/measure_testbed_models.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    chunks = [{"turn": 0, "prefix_ok": True, "error": False, "ppl": 1.0},
+              {"turn": 0, "prefix_ok": True, "error": True, "ppl": 2.0},
+              {"turn": 1, "prefix_ok": True, "error": False, "ppl": 3.0},
+              {"turn": 1, "prefix_ok": True, "error": True, "ppl": 4.0},
+              {"turn": 5, "prefix_ok": True, "error": False, "ppl": 1.5},
+              {"turn": 6, "prefix_ok": False, "error": True, "ppl": 0.5}]
+    s = m.separation(chunks, "")
+    assert s["auroc_within_turn"] == 1.0 and s["auroc_within_turn_interval"] == [1.0, 1.0]
+    assert abs(s["auroc_target_ppl"] - 5 / 6) < 1e-9  # 2.0 loses to the turn-1 right chunk 3.0
+    assert s["by_turn"]["0"] == {"n_wrong": 1, "n_right": 1, "auroc": 1.0, "median_ppl_right": 1.0}
+    assert s["by_turn"]["3+"]["n_wrong"] == 0 and s["by_turn"]["3+"]["auroc"] is None
