@@ -132,10 +132,11 @@ def by_turn(judged: list[dict], suffix: str, last: int = 3) -> dict:
         return sum(auroc(w, r) * len(w) * len(r) for w, r in gs if w and r) / pairs if pairs else None
 
     gs = list(groups.values())
+    point = within(gs)
     rng, reps = random.Random(0), 1000  # 95% percentile bootstrap, chunks resampled within each turn and class
     boot = sorted(within([(rng.choices(w, k=len(w)), rng.choices(r, k=len(r))) for w, r in gs]) for _ in range(reps)) \
-        if within(gs) is not None else None
-    return {"by_turn": rows, "auroc_within_turn": within(gs),
+        if point is not None else None
+    return {"by_turn": rows, "auroc_within_turn": point,
             "auroc_within_turn_interval": [boot[int(0.025 * reps)], boot[int(0.975 * reps) - 1]] if boot else None}
 
 
