@@ -202,7 +202,7 @@ class CalibrationConfig:
     split: str | None = "calibration"  # null: the evaluated split itself (the paper's setting)
     limit: int | None = None
     samples_per_question: int | None = None  # default: the run's K
-    min_per_turn: int = 30  # per-turn grouping: later turns with fewer chunks reuse the last threshold
+    min_per_turn: int = 30  # per-turn grouping: from the first turn with fewer chunks, later turns are pooled
 
     def validate(self, key: str) -> None:
         _positive(f"{key}.min_per_turn", self.min_per_turn)

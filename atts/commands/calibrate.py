@@ -9,7 +9,13 @@ writes a calibration file (`atts.conformal.CalibrationFile`).
   evaluation (after a takeover the context is better and the next chunk scores
   differently): set turn 0's threshold from turn-0 chunks; run the gated policy with
   the thresholds found so far to reach turn 1; set turn 1's threshold from those
-  chunks; and so on, until fewer than ``calibration.min_per_turn`` samples are left.
+  chunks; and so on, while a turn has at least ``calibration.min_per_turn`` chunks. From
+  the first turn with fewer, the chunks of that turn and every later one are pooled
+  (`TurnGroups`): the gate maps every turn past the last group to it, so that group
+  holds the chunks of all the turns it decides. Reusing the last full turn's scores
+  instead broke the rate there: the right chunks' PPL rises with the turn, and turn 3 of
+  the README's job took over 0.65 [0.45, 0.83] at alpha 0.4 on turn 2's threshold
+  (docs/testbed_results.md).
 """
 
 from __future__ import annotations
@@ -185,13 +191,51 @@ class ChunkBar:
         self.bar.close()
 
 
+class TurnGroups:
+    """The per-turn groups, built turn by turn. A turn with at least ``min_per_turn``
+    scores gets its own group ``turn:t``, until the first turn with fewer; from then on
+    the scores of every turn are pooled. The pool becomes group ``turn:T`` (T its first
+    turn) once it holds ``min_per_turn``; if it never does, `finish` adds it to the last
+    group. Either way the last group holds every score of the turns it covers (the gate
+    maps later turns to it), so its rate holds over those turns pooled, in the mix of
+    turns that the same process reaches at evaluation."""
+
+    def __init__(self, min_per_turn: int):
+        self.min_per_turn = min_per_turn
+        self.groups: dict[str, list[float]] = {}
+        self.tail_from: int | None = None  # the first turn with fewer than min_per_turn scores
+        self.tail: list[float] = []
+
+    def add(self, t: int, scores: list[float]) -> str | None:
+        """Turn ``t``'s scores; the group they went to (None: the pool, not yet a group)."""
+        if self.tail_from is None and len(scores) >= self.min_per_turn:
+            self.groups[f"turn:{t}"] = list(scores)
+            return f"turn:{t}"
+        if self.tail_from is None:
+            if t == 0:
+                raise EngineError("calibrate", f"only {len(scores)} turn-0 scores; need {self.min_per_turn}")
+            self.tail_from = t
+        self.tail += scores
+        if len(self.tail) >= self.min_per_turn:
+            self.groups[f"turn:{self.tail_from}"] = list(self.tail)
+            return f"turn:{self.tail_from}"
+        return None
+
+    def finish(self) -> dict[str, list[float]]:
+        if self.tail and f"turn:{self.tail_from}" not in self.groups:
+            last = f"turn:{max(int(k.split(':')[1]) for k in self.groups)}"
+            self.groups[last] = self.groups[last] + self.tail
+        return self.groups
+
+
 async def _per_turn_loop(policy, ctxs, chunking, params, min_per_turn, max_in_flight, groups, failures, bar,
                          progress) -> None:
+    built = TurnGroups(min_per_turn)
     for t in range(chunking.max_turns):
         active = [c for c in ctxs if c.state.status == "running"]
-        if len(active) < min_per_turn:
-            if t == 0:
-                raise EngineError("calibrate", f"only {len(active)} calibration samples; need {min_per_turn}")
+        if t == 0 and len(active) < min_per_turn:
+            raise EngineError("calibrate", f"only {len(active)} calibration samples; need {min_per_turn}")
+        if not active:
             break
         bar.turn(t, len(active))
 
@@ -213,10 +257,8 @@ async def _per_turn_loop(policy, ctxs, chunking, params, min_per_turn, max_in_fl
         # phase 1: every active sample proposes its turn-t draft chunk, scored
         props = await capped([guarded(policy.propose(c), c, count=True) for c in active], max_in_flight)
         turn_scores = [s for s in (score_of(policy, p) for p in props if p is not None) if s is not None]
-        if len(turn_scores) < min_per_turn:
-            break
-        groups[f"turn:{t}"] = turn_scores
-        policy.gate = CalibrationFile("per_turn", groups, {}, params.alpha).gate(params.alpha)
+        group = built.add(t, turn_scores)
+        policy.gate = CalibrationFile("per_turn", built.groups, {}, params.alpha).gate(params.alpha)
         # phase 2: resolve with the thresholds found so far, which moves samples to turn t+1
         live = [(c, p) for c, p in zip(active, props) if p is not None]
         await capped([guarded(policy.resolve(c, p), c) for c, p in live], max_in_flight)
@@ -227,8 +269,14 @@ async def _per_turn_loop(policy, ctxs, chunking, params, min_per_turn, max_in_fl
                 if reason:
                     c.state.status = "done"
         if progress:
-            q_hat = policy.gate.groups[f"turn:{t}"].quantile
-            bar.bar.write(f"calibrate: turn {t}: {len(turn_scores)} chunks, threshold {q_hat:.4f}", file=sys.stderr)
+            pooled = f"turns {built.tail_from}+ pooled, {len(built.tail)} chunks" if built.tail_from is not None else ""
+            where = f"threshold {policy.gate.groups[group].quantile:.4f}" if group else "the last group's threshold"
+            bar.bar.write(f"calibrate: turn {t}: {len(turn_scores)} chunks, {where}"
+                          + (f" ({pooled})" if pooled else ""), file=sys.stderr)
+    groups.update(built.finish())
+    if progress and built.tail and f"turn:{built.tail_from}" not in built.groups:
+        bar.bar.write(f"calibrate: turns {built.tail_from}+ ({len(built.tail)} chunks, under {min_per_turn}) "
+                      f"added to the last group", file=sys.stderr)
 
 
 async def calibrate_async(cfg: RunConfig, roles, *, limit: int | None = None, progress: bool = True) -> CalibrationFile:
@@ -268,9 +316,11 @@ async def _main_async(cfg: RunConfig, output: Path, limit: int | None, progress:
 def describe(cal: CalibrationFile, alpha: float) -> str:
     gate = cal.gate(alpha) if cal.grouping != "per_turn" else cal.gate(cal.alpha)
     lines = [f"calibration: grouping={cal.grouping} groups={len(cal.scores)} hash={cal.hash}"]
+    last = max(gate.groups, key=lambda k: int(k.split(":")[1])) if cal.grouping == "per_turn" else None
     for k in list(gate.groups)[:12]:
         g = gate.groups[k]
-        lines.append(f"  {k}: n={g.n} threshold(alpha={g.alpha})={g.quantile:.4f}")
+        later = " (and every later turn)" if k == last else ""
+        lines.append(f"  {k}{later}: n={g.n} threshold(alpha={g.alpha})={g.quantile:.4f}")
     return "\n".join(lines)
 
 

@@ -133,7 +133,8 @@ class ConformalGate:
                                        "(calibrate on the evaluated questions)")
             return k
         turns = sorted(int(k.split(":")[1]) for k in self.groups)
-        # later turns than calibrated reuse the last calibrated turn's scores
+        # the last group covers every later turn (per-turn calibration pools their scores into it:
+        # atts.commands.calibrate.TurnGroups)
         t = max((x for x in turns if x <= turn), default=turns[0])
         return f"turn:{t}"
 
