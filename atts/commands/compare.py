@@ -174,20 +174,48 @@ def markdown(rows: list[dict], k: int) -> str:
                                         "a takeover interval is Wilson's where fewer than two questions made decisions)\n")
 
 
+def spread(ys: list[float], gap: float) -> list[float]:
+    """Label heights for points at ``ys``, in the points' order of height and ``gap``
+    apart at least: labels that would crowd form a run centred on their points' mean,
+    the others stay at their point, so that no two names print over each other."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    runs: list[list[float]] = []  # each: the heights of its points; labels centred on their mean
+
+    def bottom(run: list[float]) -> float:
+        return sum(run) / len(run) - gap * (len(run) - 1) / 2
+
+    for i in order:
+        runs.append([ys[i]])
+        while len(runs) > 1 and bottom(runs[-1]) - (bottom(runs[-2]) + gap * (len(runs[-2]) - 1)) < gap:
+            runs[-2:] = [runs[-2] + runs[-1]]
+    heights = [bottom(run) + gap * j for run in runs for j in range(len(run))]
+    out = [0.0] * len(ys)
+    for i, h in zip(order, heights):
+        out[i] = h
+    return out
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    """pass@1 against median sample latency, and against the target's token share."""
-    fig, axes = figures.subplots(1, 2, figsize=(11, 4.4), sharey=True)  # no pyplot: a notebook's backend stays
+    """pass@1 (with its 95% interval) against median sample latency, and against the
+    target's token share; each point named, the names spread apart where points crowd."""
+    fig, axes = figures.subplots(1, 2, figsize=(12, 5), sharey=True)  # no pyplot: a notebook's backend stays
     for ax, key, xlabel in ((axes[0], "latency_median", "median sample latency (s)"),
                             (axes[1], "target_token_share", "target's share of generated tokens")):
-        for r in rows:
-            x, y = r.get(key), r.get("pass@1")
-            if x is None or y is None:
-                continue
-            ax.scatter([x], [y], s=36, zorder=3)
-            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        pts = [(r[key], r["pass@1"], r) for r in rows if r.get(key) is not None and r.get("pass@1") is not None]
+        if not pts:
+            continue
+        for x, y, r in pts:
+            lo, hi = r.get("pass@1_ci") or (y, y)
+            ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="o", ms=5, capsize=3, zorder=3)
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        width = (max(xs) - min(xs)) or 1.0
+        for (x, y, r), ly in zip(pts, spread(ys, 0.045)):
+            ax.annotate(r["name"], (x, y), xytext=(x + 0.04 * width, ly), fontsize=8, va="center",
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"})
+        ax.set_xlim(min(xs) - 0.05 * width, max(xs) + 0.45 * width)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("pass@1")
+    axes[0].set_ylabel("pass@1 (95% interval)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from atts.analysis.render import num, rate_ci, with_ci
 from atts.analysis.report import Run, summary_rows
-from atts.commands.compare import markdown
+from atts.commands.compare import markdown, plot, spread
 
 
 def test_numbers_intervals_and_missing_values():
@@ -37,3 +37,16 @@ def test_report_summary_shows_the_clustered_intervals():
     assert cells["pass@1 [95%]"] == "0.500 [0.350, 0.650]" and cells["maj@k [95%]"] == "0.600 [0.300, 0.900]"
     assert cells["pass@k [95%]"] == "0.800"  # no interval: the value alone
     assert cells["takeover rate [95%]"] == "0.250 [0.100, 0.450]"
+
+
+def test_compare_plot_labels_do_not_crowd(tmp_path):
+    ys = [0.672, 1.0, 0.688, 0.797, 0.484, 0.75, 0.906, 0.75, 0.656, 0.703, 0.609]  # docs/comparison.md's pass@1
+    at = spread(ys, 0.045)
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    assert all(at[b] - at[a] >= 0.045 - 1e-12 for a, b in zip(order, order[1:]))  # apart, in the points' order
+    assert at[1] == 1.0 and at[4] == 0.484  # a point with room keeps its label beside it
+    assert spread([0.5, 0.5], 0.1) == [0.45, 0.55] and spread([], 0.1) == []
+    rows = [{"name": f"p{i}", "pass@1": y, "pass@1_ci": [y - 0.1, min(1.0, y + 0.1)], "latency_median": 10 + i,
+             "target_token_share": i / 10} for i, y in enumerate(ys)]
+    plot(rows + [{"name": "no latency", "pass@1": 0.5}], tmp_path / "c.png", "t")
+    assert (tmp_path / "c.png").stat().st_size > 10_000
