@@ -57,3 +57,14 @@ def gate_decision(gate, seed: int, rec: dict, step: dict):
 
     u = request_seed(seed, "tie", rec["question_id"], rec["repeat"], step["turn"], step["attempt"]) / 0x7FFFFFFF
     return gate.decide(step["ppl"], rec["question_id"], step["turn"], u)
+
+
+def measure_script():
+    """`scripts/measure_testbed_models.py` as a module (a script, not part of the package):
+    the unit tests of its figures and the server test of its one-takeover rollouts load it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("measure_testbed_models", ROOT / "scripts/measure_testbed_models.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m

@@ -167,18 +167,15 @@ def test_one_takeover_at_the_first_error_is_what_append_mode_atts_does(testbed):
     (`append_harm_one_takeover`) takes over once after the first right chunk instead, and
     says whether the target's chunk brought the first error."""
     import asyncio
-    import importlib.util
     from types import SimpleNamespace
 
     from atts.engines.sglang import EngineSettings, SGLangEngine
     from atts.tasks import reasoning
     from atts.tasks.grading import extract_boxed
     from atts.tasks.prompts import Prompter
-    from conftest import MODELS, ROOT
+    from conftest import MODELS, measure_script
 
-    spec = importlib.util.spec_from_file_location("measure_testbed_models", ROOT / "scripts/measure_testbed_models.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
+    m = measure_script()
     problems = reasoning.generate("test", 12)
     a = SimpleNamespace(chunk=128, max_turns=15, temperature=0.6)
 

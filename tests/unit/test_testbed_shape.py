@@ -14,16 +14,8 @@ from atts.config import load_config
 from atts.tasks import reasoning
 from atts.tasks.chunk_replay import replay_with_config, tokenize
 from atts.testing.testbed import ROOT
+from conftest import measure_script
 
-
-def _measure_script():
-    """`scripts/measure_testbed_models.py` as a module (a script, not part of the package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("measure_testbed_models", ROOT / "scripts/measure_testbed_models.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
 
 CFG = load_config(ROOT / "configs" / "testbed.yaml")
 
@@ -281,7 +273,7 @@ def test_first_errors_of_a_run_are_put_on_the_chunk_that_made_them(tmp_path):
     import json
     import random
 
-    m = _measure_script()
+    m = measure_script()
     p = reasoning.generate("test", 1)[0]
     text = reasoning.solve(p, random.Random(0)).text
     paras = text.split(reasoning.PARAGRAPH)
@@ -308,7 +300,7 @@ def test_gate_figures_take_over_what_the_runtime_gate_would():
     at alpha 0.4 the gate takes over a PPL of 1.70 and lets 1.50 through (the runtime's
     `ConformalCalibration`); chunks after an earlier error are not judged; and
     `accuracy_model` reads p0 + (1 - p0) x recall x repair."""
-    m = _measure_script()
+    m = measure_script()
     calibration = [1 + i / 100 for i in range(100)]
     chunks = [{"prefix_ok": True, "error": True, "ppl": 1.7}, {"prefix_ok": True, "error": True, "ppl": 1.5},
               {"prefix_ok": True, "error": False, "ppl": 1.2}, {"prefix_ok": True, "error": False, "ppl": 1.9},
@@ -330,7 +322,7 @@ def test_within_turn_auroc_compares_a_chunk_only_with_its_own_turn():
     right ones of its own turn but a later turn's PPLs sit higher overall, the within-turn
     AUROC is 1 and the pooled one is not; turns from 3 on are pooled into "3+"; chunks
     after an earlier error are not judged."""
-    m = _measure_script()
+    m = measure_script()
     chunks = [{"turn": 0, "prefix_ok": True, "error": False, "ppl": 1.0},
               {"turn": 0, "prefix_ok": True, "error": True, "ppl": 2.0},
               {"turn": 1, "prefix_ok": True, "error": False, "ppl": 3.0},
