@@ -74,7 +74,7 @@ def test_export_of_a_non_run_exits_2(tmp_path, capsys):
 
 
 def test_wandb_offline(run_dir, tmp_path, monkeypatch):
-    pytest.importorskip("wandb", reason="wandb is not installed (the `report`/`test` extras should add it)")
+    pytest.importorskip("wandb", reason="wandb is not installed (the `tracking` extra, which scripts/install.sh leaves out)")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
