@@ -38,7 +38,7 @@ from pathlib import Path
 from atts.analysis import figures
 from atts.analysis.grade import compute
 from atts.errors import CalibrationError, ReportError, UserError, run_guarded
-from atts.method.conformal import CalibrationFile
+from atts.method.conformal import CalibrationFile, key_turn, turn_key
 from atts.runtime.store import RunStore, atomic_write_text
 from atts.analysis.render import num, rate_ci, with_ci
 from atts.records import STATUSES
@@ -171,14 +171,15 @@ def plot_calibration(run: Run, path: Path, max_panels: int = 6) -> Path:
     th = thresholds(cal, alpha)
     ev = eval_ppls_by_turn(run.records)
     if cal.grouping == "per_turn":
-        turns = sorted(int(k.split(":")[1]) for k in cal.scores)[:max_panels]
-        last = max(int(k.split(":")[1]) for k in cal.scores)
+        turns = sorted(key_turn(k) for k in cal.scores)[:max_panels]
+        last = max(key_turn(k) for k in cal.scores)
         panels = []
         for t in turns:
-            # later evaluated turns than calibrated use the last calibrated turn's threshold
+            # later evaluated turns than calibrated use the last group's threshold (which pools their
+            # calibration scores: atts.commands.calibrate.TurnGroups)
             evs = [p for et, ps in ev.items() if et == t or (t == last and et > last) for p in ps]
             title = f"turn {t}" + ("+" if t == last and any(et > last for et in ev) else "")
-            panels.append((title, cal.scores[f"turn:{t}"], th.get(f"turn:{t}"), evs))
+            panels.append((title, cal.scores[turn_key(t)], th.get(turn_key(t)), evs))
     elif cal.grouping == "marginal":
         panels = [("all turns", cal.scores["all"], th.get("all"), [p for ps in ev.values() for p in ps])]
     else:
@@ -549,7 +550,7 @@ def build(run_dirs: list[Path], out: Path, *, legacy_files: list[Path] = (), tim
 
 def _group_order(item):
     k = item[0]
-    return (0, int(k.split(":")[1])) if k.startswith("turn:") else (1, k)
+    return (0, key_turn(k)) if k.startswith("turn:") else (1, k)
 
 
 def _rel(p: Path, base: Path) -> str:

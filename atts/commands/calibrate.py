@@ -31,7 +31,7 @@ from pathlib import Path
 from atts.config import RunConfig, load_config, with_overrides
 from atts.engines.sglang import ContextOverflow, EngineError, ServerDown
 from atts.errors import run_guarded
-from atts.method.conformal import CalibrationFile
+from atts.method.conformal import CalibrationFile, key_turn, turn_key
 from atts.method.policies import ATTS, POLICIES, ATTSParams, ProposingPolicy
 from atts.runtime.context import SampleContext, SampleState, finished_reason
 from atts.runtime.progress import Progress, stderr_bar
@@ -209,21 +209,21 @@ class TurnGroups:
     def add(self, t: int, scores: list[float]) -> str | None:
         """Turn ``t``'s scores; the group they went to (None: the pool, not yet a group)."""
         if self.tail_from is None and len(scores) >= self.min_per_turn:
-            self.groups[f"turn:{t}"] = list(scores)
-            return f"turn:{t}"
+            self.groups[turn_key(t)] = list(scores)
+            return turn_key(t)
         if self.tail_from is None:
             if t == 0:
                 raise EngineError("calibrate", f"only {len(scores)} turn-0 scores; need {self.min_per_turn}")
             self.tail_from = t
         self.tail += scores
         if len(self.tail) >= self.min_per_turn:
-            self.groups[f"turn:{self.tail_from}"] = list(self.tail)
-            return f"turn:{self.tail_from}"
+            self.groups[turn_key(self.tail_from)] = list(self.tail)
+            return turn_key(self.tail_from)
         return None
 
     def finish(self) -> dict[str, list[float]]:
-        if self.tail and f"turn:{self.tail_from}" not in self.groups:
-            last = f"turn:{max(int(k.split(':')[1]) for k in self.groups)}"
+        if self.tail and turn_key(self.tail_from) not in self.groups:
+            last = turn_key(max(key_turn(k) for k in self.groups))
             self.groups[last] = self.groups[last] + self.tail
         return self.groups
 
@@ -274,7 +274,7 @@ async def _per_turn_loop(policy, ctxs, chunking, params, min_per_turn, max_in_fl
             bar.bar.write(f"calibrate: turn {t}: {len(turn_scores)} chunks, {where}"
                           + (f" ({pooled})" if pooled else ""), file=sys.stderr)
     groups.update(built.finish())
-    if progress and built.tail and f"turn:{built.tail_from}" not in built.groups:
+    if progress and built.tail and turn_key(built.tail_from) not in built.groups:
         bar.bar.write(f"calibrate: turns {built.tail_from}+ ({len(built.tail)} chunks, under {min_per_turn}) "
                       f"added to the last group", file=sys.stderr)
 
@@ -316,7 +316,7 @@ async def _main_async(cfg: RunConfig, output: Path, limit: int | None, progress:
 def describe(cal: CalibrationFile, alpha: float) -> str:
     gate = cal.gate(alpha) if cal.grouping != "per_turn" else cal.gate(cal.alpha)
     lines = [f"calibration: grouping={cal.grouping} groups={len(cal.scores)} hash={cal.hash}"]
-    last = max(gate.groups, key=lambda k: int(k.split(":")[1])) if cal.grouping == "per_turn" else None
+    last = max(gate.groups, key=key_turn) if cal.grouping == "per_turn" else None
     for k in list(gate.groups)[:12]:
         g = gate.groups[k]
         later = " (and every later turn)" if k == last else ""

@@ -58,6 +58,16 @@ GROUPINGS = ("marginal", "per_question", "per_turn")
 FORMAT = "atts-calibration/1"
 
 
+def turn_key(turn: int) -> str:
+    """The per-turn group key of ``turn`` (``turn:3``)."""
+    return f"turn:{turn}"
+
+
+def key_turn(key: str) -> int:
+    """The turn of a per-turn group key (``turn:3`` -> 3)."""
+    return int(key.split(":")[1])
+
+
 @dataclass(frozen=True)
 class ConformalCalibration:
     """Immutable: sorted (quantized) calibration scores and the level alpha."""
@@ -132,11 +142,10 @@ class ConformalGate:
                 raise CalibrationError(f"per-question calibration has no scores for question {question_id!r} "
                                        "(calibrate on the evaluated questions)")
             return k
-        turns = sorted(int(k.split(":")[1]) for k in self.groups)
+        turns = sorted(key_turn(k) for k in self.groups)
         # the last group covers every later turn (per-turn calibration pools their scores into it:
         # atts.commands.calibrate.TurnGroups)
-        t = max((x for x in turns if x <= turn), default=turns[0])
-        return f"turn:{t}"
+        return turn_key(max((x for x in turns if x <= turn), default=turns[0]))
 
     def decide(self, score: float, question_id: str, turn: int, u: float = 1.0) -> Decision:
         k = self.key(question_id, turn)
