@@ -26,7 +26,7 @@ pytestmark = pytest.mark.server
 
 N_CAL_QUESTIONS = 60      # x K=2 calibration samples
 N_EVAL_QUESTIONS = 32     # x K=2 evaluated samples
-ALPHA = 0.6  # not 0.5: a reversed test (p > alpha) would keep the same rate
+ALPHA = 0.4  # the testbed's; not 0.5: a reversed test (p > alpha) would keep the same rate
 REPLACE = ["policy.mode=replace", "policy.max_resample=1"]
 
 
@@ -64,8 +64,8 @@ def test_atts_lies_between_the_draft_and_the_target(runs):
         assert s["n_samples_completed"] == 2 * N_EVAL_QUESTIONS and s["n_failed"] == 0
     print(f"pass@1 draft {d['pass@1']:.3f} target {t['pass@1']:.3f} atts {a['pass@1']:.3f} "
           f"target chunk share {a['target_chunk_share']:.3f}")
-    # expected on this pair (docs/comparison.md, docs/testbed_chain.md "Tests"): draft ~0.8,
-    # target ~0.97-0.98, ATTS (replace) ~0.86-0.95. A gain of ~0.05-0.1 over the draft is within what 64 samples a row can
+    # expected on this pair (docs/comparison.md, docs/testbed_chain.md "Tests"): draft ~0.6,
+    # target ~0.98, ATTS (replace) ~0.86 (0.609 / 0.984 / 0.859 at alpha 0.4). A gain of ~0.05-0.1 over the draft is within what 64 samples a row can
     # resolve (about +-0.1), so the gain is not asserted here: the gate's mechanism is
     # (test_the_gate_takes_over_the_chunks_that_hold_an_error). These are the bounds: ATTS
     # near the target, and not below the draft (each about 3 standard errors of slack)
@@ -81,8 +81,8 @@ def test_the_gate_takes_over_the_chunks_that_hold_an_error(runs):
     gains accuracy, tested with the power an accuracy comparison lacks on this pair: in
     the bench's ATTS rows (64 samples, 14-22 such chunks against ~150 right ones) the
     recorded PPLs gave AUROC 0.85-0.93 and the gate took over 84-100% of the wrong chunks
-    against 28-45% of the right ones (this test at alpha 0.6: 50 against 329, AUROC 0.90,
-    0.96 against 0.55). A runtime that scored other text than the chunk (a
+    against 28-45% of the right ones (this test at alpha 0.4: 112 against 229, AUROC 0.90,
+    0.92 against 0.31). A runtime that scored other text than the chunk (a
     shifted prefix, another sample's chunk) scores at chance (AUROC 0.5, about 0.07 its
     standard error at these counts), and a gate that ignored the score takes both over alike."""
     from atts.tasks import reasoning
@@ -128,7 +128,7 @@ def test_per_turn_takeover_rate_holds_at_every_turn(runs):
     share set by the few questions' lengths, which a binomial interval ignores: a CI run
     saw 12 of 48 at turn 2 (alpha 0.5, 86 calibration scores; 2.5 standard errors here)
     and the binomial interval failed there. Power: a reversed test (p > alpha) takes over at
-    1 - alpha = 0.4, 0.2 from alpha, about 2.7 standard errors of the overall rate."""
+    1 - alpha = 0.6, 0.2 from alpha, about 2.7 standard errors of the overall rate."""
     a, cal = runs["atts"], runs["calibration"]
     gate, decided = cal.gate(ALPHA), 0
     for path in (runs["atts_dir"] / "samples").glob("*.json"):
